@@ -1,0 +1,50 @@
+"""Shared test utilities: paths, and running train_net.py in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+# Real COCO 2017 slice, laid beside the checkout (never copied into it).
+COCO_TINY = REPO.parent / "shared" / "data" / "coco_tiny"
+
+
+def coco_tiny_available() -> bool:
+    return (COCO_TINY / "annotations" / "instances_val2017.json").is_file()
+
+
+def run_train_net(*args, timeout=900, check=True, env=None):
+    """
+    Run ``python train_net.py *args`` from the repository root.
+
+    Returns:
+        subprocess.CompletedProcess with ``stdout`` (stderr merged in).
+    """
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train_net.py"), *map(str, args)],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"train_net.py {' '.join(map(str, args))} exited {proc.returncode}:\n"
+            + proc.stdout[-6000:]
+        )
+    return proc
+
+
+def read_metrics(output_dir):
+    """The lines of ``OUTPUT_DIR/metrics.json`` (Detectron2's JSONWriter), as dicts."""
+    with open(Path(output_dir) / "metrics.json") as f:
+        return [json.loads(line) for line in f if line.strip()]
