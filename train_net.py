@@ -30,7 +30,7 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from d2_sampling.engine import launch
-from d2_sampling.engine.checkpoint import AtomicCheckpointer
+from d2_sampling.engine.checkpoint import AtomicCheckpointer, resumable_checkpoint
 from d2_sampling.engine.lazy import do_test as lazy_test
 from d2_sampling.engine.lazy import do_train as lazy_train
 from d2_sampling.engine.setup import (
@@ -46,6 +46,8 @@ logger = logging.getLogger("d2_sampling")
 
 def main_yacs(args):
     cfg = load_yacs_config(args.config_file, args.opts)
+    if args.resume:
+        resumable_checkpoint(cfg.OUTPUT_DIR)  # fail now, not after building everything
     default_setup(cfg, args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
@@ -63,6 +65,8 @@ def main_yacs(args):
 
 def main_lazy(args):
     cfg = load_lazy_config(args.config_file, args.opts)
+    if args.resume:
+        resumable_checkpoint(cfg.train.output_dir)
     default_setup(cfg, args)
     if args.eval_only:
         from detectron2.config import instantiate
@@ -100,6 +104,10 @@ def cli(argv=None):
     if not args.config_file:
         raise SystemExit("train_net.py: --config-file is required")
     is_lazy_config(args.config_file)  # fail on a bad suffix before spawning workers
+    argv = sys.argv[1:] if argv is None else argv
+    if args.num_machines == 1 and not any(a.startswith("--dist-url") for a in argv):
+        # One machine: a free port, so concurrent jobs on one host never collide.
+        args.dist_url = "auto"
     print("Command Line Args:", args)
     launch(
         main,

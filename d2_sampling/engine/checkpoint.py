@@ -14,7 +14,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["AtomicCheckpointer", "atomic_write"]
+__all__ = ["AtomicCheckpointer", "atomic_write", "resumable_checkpoint"]
 
 
 def atomic_write(path: str, write_fn, mode: str = "wb") -> None:
@@ -60,22 +60,26 @@ class AtomicCheckpointer(DetectionCheckpointer):
         atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
 
     def resumable_checkpoint(self):
-        """
-        The checkpoint ``--resume`` would load.
+        """The checkpoint ``--resume`` would load (see ``resumable_checkpoint``)."""
+        return resumable_checkpoint(self.save_dir)
 
-        Raises:
-            FileNotFoundError: nothing to resume in ``save_dir`` (no ``last_checkpoint``, or it
-                names a missing file).
-        """
-        if not self.has_checkpoint():
-            raise FileNotFoundError(
-                f"--resume: nothing to resume in OUTPUT_DIR {self.save_dir!r} "
-                "(no 'last_checkpoint' file). Drop --resume to start a new run."
-            )
-        path = self.get_checkpoint_file()
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"--resume: {os.path.join(self.save_dir, 'last_checkpoint')!r} names {path!r}, "
-                "which does not exist"
-            )
-        return path
+
+def resumable_checkpoint(output_dir: str) -> str:
+    """
+    The checkpoint ``--resume`` would load from ``output_dir``.
+
+    Raises:
+        FileNotFoundError: nothing to resume (no ``last_checkpoint`` file, or it names a
+            missing file).
+    """
+    tag = os.path.join(output_dir, "last_checkpoint")
+    if not os.path.isfile(tag):
+        raise FileNotFoundError(
+            f"--resume: nothing to resume in output directory {output_dir!r} "
+            "(no 'last_checkpoint' file). Drop --resume to start a new run."
+        )
+    with open(tag) as f:
+        path = os.path.join(output_dir, f.read().strip())
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: {tag!r} names {path!r}, which does not exist")
+    return path

@@ -36,6 +36,16 @@ def _create_local_group(num_per_machine: int) -> None:
             comm._LOCAL_PROCESS_GROUP = pg
 
 
+def _run_and_clean_up(main_func, *args):
+    """Run ``main_func`` in a worker, then tear the process group down in order: a gloo group
+    left to the interpreter's exit can abort the process (SIGABRT) after a successful run."""
+    ret = main_func(*args)
+    if dist.is_available() and dist.is_initialized():
+        comm.synchronize()
+        dist.destroy_process_group()
+    return ret
+
+
 def _torchrun_main(main_func, args, timeout):
     local_rank = int(os.environ["LOCAL_RANK"])
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
@@ -46,7 +56,7 @@ def _torchrun_main(main_func, args, timeout):
                             timeout=timeout)
     _create_local_group(local_world)
     comm.synchronize()
-    main_func(*args)
+    return _run_and_clean_up(main_func, *args)
 
 
 def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None,
@@ -59,5 +69,6 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
     """
     if launched_by_torchrun():
         return _torchrun_main(main_func, args, timeout)
-    return d2_launch(main_func, num_gpus_per_machine, num_machines=num_machines,
-                     machine_rank=machine_rank, dist_url=dist_url, args=args, timeout=timeout)
+    return d2_launch(_run_and_clean_up, num_gpus_per_machine, num_machines=num_machines,
+                     machine_rank=machine_rank, dist_url=dist_url, args=(main_func, *args),
+                     timeout=timeout)

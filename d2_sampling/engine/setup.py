@@ -50,6 +50,13 @@ def load_yacs_config(config_file: str, opts: List[str]):
     cfg.merge_from_file(config_file)
     if len(opts) % 2:
         raise ValueError(f"Overrides must be KEY VALUE pairs, got an odd number: {opts}")
+    for key in opts[0::2]:
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                # yacs itself only asserts; name the key in a KeyError as merge_from_file does.
+                raise KeyError(f"Non-existent config key: {key}")
+            node = node[part]
     cfg.merge_from_list(opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"

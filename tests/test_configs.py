@@ -1,0 +1,84 @@
+"""Every yaml and every LazyConfig under configs/ loads and builds its model on CPU."""
+import glob
+import os
+
+import pytest
+import torch
+
+import d2_sampling  # noqa: F401
+from detectron2.config import instantiate
+from detectron2.modeling import build_model
+from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
+
+from helpers import CONFIGS
+
+YAMLS = sorted(
+    p for p in glob.glob(str(CONFIGS / "**" / "*.yaml"), recursive=True)
+    if not os.path.basename(p).startswith("Base-")
+)
+LAZIES = sorted(
+    p for p in glob.glob(str(CONFIGS / "**" / "*.py"), recursive=True)
+    if os.sep + "common" + os.sep not in p
+)
+
+
+def _rel(p):
+    return os.path.relpath(p, CONFIGS)
+
+
+def _shapes(model):
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _build_yacs(path):
+    cfg = load_yacs_config(path, ["MODEL.DEVICE", "cpu"])
+    return cfg, build_model(cfg)
+
+
+def _build_lazy(path):
+    cfg = load_lazy_config(path, [])
+    return cfg, instantiate(cfg.model)
+
+
+def test_configs_found():
+    assert len(YAMLS) >= 6 and len(LAZIES) >= 6, (YAMLS, LAZIES)
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=_rel)
+def test_yacs_config_builds(path):
+    cfg, model = _build_yacs(path)
+    assert cfg.MODEL.DEVICE == "cpu"
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("path", LAZIES, ids=_rel)
+def test_lazy_config_builds(path):
+    cfg, model = _build_lazy(path)
+    for key in ("dataloader", "optimizer", "lr_multiplier", "train"):
+        assert key in cfg, f"{_rel(path)} lacks {key}"
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+TWINS = [p for p in YAMLS if os.path.splitext(p)[0] + ".py" in LAZIES]
+
+
+@pytest.mark.parametrize("path", TWINS, ids=_rel)
+def test_yacs_and_lazy_twins_build_the_same_model(path):
+    """A method exists in both systems with the same defaults: same modules, same shapes."""
+    torch.manual_seed(0)
+    _, ymodel = _build_yacs(path)
+    _, lmodel = _build_lazy(os.path.splitext(path)[0] + ".py")
+    assert type(ymodel) is type(lmodel)
+    assert _shapes(ymodel) == _shapes(lmodel)
+    yroi, lroi = getattr(ymodel, "roi_heads", None), getattr(lmodel, "roi_heads", None)
+    if yroi is not None:
+        assert type(yroi) is type(lroi)
+        for attr in ("batch_size_per_image", "positive_fraction", "num_classes"):
+            assert getattr(yroi, attr) == getattr(lroi, attr), attr
+
+
+def test_every_config_has_a_twin():
+    """Each yaml has a LazyConfig twin and vice versa (same path, other suffix)."""
+    ystems = {os.path.splitext(p)[0] for p in YAMLS}
+    lstems = {os.path.splitext(p)[0] for p in LAZIES}
+    assert ystems == lstems, {"yaml only": ystems - lstems, "py only": lstems - ystems}

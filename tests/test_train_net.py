@@ -1,0 +1,216 @@
+"""train_net.py end to end: both config systems, overrides, eval, 2 workers, resume, errors."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import d2_sampling  # noqa: F401
+from d2_sampling.data import synthetic_paths
+from d2_sampling.engine import atomic_write
+from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
+
+from helpers import COCO_TINY, CONFIGS, REPO, coco_tiny_available, read_metrics, run_train_net
+
+QUICK_YAML = CONFIGS / "quick_schedules" / "faster_rcnn_tiny_FPN_instant_test.yaml"
+QUICK_PY = CONFIGS / "quick_schedules" / "retinanet_tiny_FPN_instant_test.py"
+
+
+def _eval_results(stdout):
+    """The AP row printed by print_csv_format (``copypaste: a,b,c...``), as floats."""
+    rows = [line.split("copypaste: ")[1] for line in stdout.splitlines() if "copypaste: " in line]
+    return [float(x) for x in rows[-1].split(",")]
+
+
+@pytest.mark.slow
+def test_yacs_train_and_eval_with_override(tmp_path):
+    proc = run_train_net(
+        "--config-file", QUICK_YAML, "SOLVER.MAX_ITER", 3, "SOLVER.BASE_LR", 0.0123,
+        "OUTPUT_DIR", tmp_path,
+    )
+    metrics = [m for m in read_metrics(tmp_path) if "lr" in m]
+    assert metrics[-1]["iteration"] == 2  # MAX_ITER 3 took effect (the yaml says 4)
+    assert metrics[-1]["lr"] == pytest.approx(0.0123)
+    assert (tmp_path / "model_final.pth").is_file()
+    assert len(_eval_results(proc.stdout)) == 6  # AP, AP50, AP75, APs, APm, APl
+    assert (tmp_path / "inference" / "synthetic_mini_val" / "coco_instances_results.json").is_file()
+    assert list(tmp_path.glob("events.out.tfevents.*")), "TensorBoard events"
+    assert "eta:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_lazy_train_and_eval_with_override(tmp_path):
+    proc = run_train_net(
+        "--config-file", QUICK_PY, "train.max_iter=3", "optimizer.lr=0.0077",
+        f"train.output_dir={tmp_path}",
+    )
+    metrics = [m for m in read_metrics(tmp_path) if "lr" in m]
+    assert metrics[-1]["iteration"] == 2
+    assert metrics[-1]["lr"] == pytest.approx(0.0077)
+    assert (tmp_path / "model_final.pth").is_file()
+    assert "copypaste: AP,AP50,AP75,APs,APm,APl" in proc.stdout
+
+
+@pytest.mark.slow
+def test_eval_only(tmp_path):
+    run_train_net("--config-file", QUICK_YAML, "SOLVER.MAX_ITER", 2, "DATASETS.TEST", "()",
+                  "OUTPUT_DIR", tmp_path / "a")
+    proc = run_train_net("--config-file", QUICK_YAML, "--eval-only", "MODEL.WEIGHTS",
+                         tmp_path / "a" / "model_final.pth", "OUTPUT_DIR", tmp_path / "b")
+    assert len(_eval_results(proc.stdout)) == 6
+    assert not list((tmp_path / "b").glob("*.pth"))
+
+
+@pytest.mark.slow
+def test_two_process_cpu_training(tmp_path):
+    """2 gloo workers with real DDP: identical final weights, every val image evaluated once."""
+    run_train_net("--config-file", QUICK_YAML, "--num-gpus", 2, "OUTPUT_DIR", tmp_path)
+    digest = json.loads((tmp_path / "weights_digest.json").read_text())
+    assert digest["world_size"] == 2
+    assert len(digest["digests"]) == 2 and len(set(digest["digests"])) == 1
+    preds = torch.load(tmp_path / "inference" / "synthetic_mini_val" / "instances_predictions.pth")
+    ids = [p["image_id"] for p in preds]
+    json_file, _ = synthetic_paths("synthetic_mini_val")
+    expected = sorted(i["id"] for i in json.loads(Path(json_file).read_text())["images"])
+    assert sorted(ids) == expected  # each image exactly once
+    log = (tmp_path / "log.txt").read_text()
+    assert "World size: 2" in log
+
+
+@pytest.mark.slow
+def test_torchrun_launch(tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), str(REPO / "train_net.py"),
+         "--config-file", str(QUICK_PY), "train.max_iter=2", f"train.output_dir={tmp_path}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    digest = json.loads((tmp_path / "weights_digest.json").read_text())
+    assert digest["world_size"] == 2 and len(set(digest["digests"])) == 1
+
+
+@pytest.mark.slow
+def test_resume_after_kill(tmp_path):
+    """Kill -9 mid-training, then --resume continues from the last complete checkpoint."""
+    args = ["--config-file", QUICK_YAML, "SOLVER.MAX_ITER", 400, "SOLVER.CHECKPOINT_PERIOD", 3,
+            "DATASETS.TEST", "()", "OUTPUT_DIR", tmp_path]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "train_net.py"), *map(str, args)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "last_checkpoint"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if last.is_file() and last.read_text() >= "model_0000008.pth":
+                break
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint written in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    name = last.read_text()
+    ckpt = torch.load(tmp_path / name, map_location="cpu")  # complete, loadable
+    killed_at = ckpt["iteration"]
+    assert killed_at >= 8
+    for p in tmp_path.glob("model_*.pth"):  # never a half-written checkpoint under its name
+        torch.load(p, map_location="cpu")
+
+    run_train_net("--resume", *args[:3], killed_at + 4, *args[4:])
+    its = [m["iteration"] for m in read_metrics(tmp_path) if "total_loss" in m]
+    assert its[-1] == killed_at + 3
+    log = (tmp_path / "log.txt").read_text()
+    assert f"Starting training from iteration {killed_at + 1}" in log
+    assert (tmp_path / "model_final.pth").is_file()
+
+
+def test_atomic_write_never_leaves_half_a_file(tmp_path):
+    target = tmp_path / "model.pth"
+    target.write_bytes(b"old complete checkpoint")
+
+    def crash(f):
+        f.write(b"half of a new one")
+        raise KeyboardInterrupt  # as if the job were stopped mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(target), crash)
+    assert target.read_bytes() == b"old complete checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
+    atomic_write(str(target), lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"new"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [QUICK_YAML, QUICK_PY], ids=["yacs", "lazy"])
+def test_resume_with_nothing_to_resume(tmp_path, config):
+    out = ["OUTPUT_DIR", tmp_path] if config.suffix == ".yaml" else [f"train.output_dir={tmp_path}"]
+    proc = run_train_net("--config-file", config, "--resume", *out, check=False)
+    assert proc.returncode != 0
+    assert "nothing to resume" in proc.stdout and str(tmp_path) in proc.stdout
+
+
+def test_unknown_config_keys():
+    with pytest.raises(KeyError, match="MODEL.NO_SUCH_KEY"):
+        load_yacs_config(str(QUICK_YAML), ["MODEL.NO_SUCH_KEY", "1"])
+    with pytest.raises(KeyError, match="train.no_such_key"):
+        load_lazy_config(str(QUICK_PY), ["train.no_such_key=1"])
+    cfg = load_lazy_config(str(QUICK_PY), ["+train.new_key=1"])  # explicit addition is allowed
+    assert cfg.train.new_key == 1
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_yacs_config("configs/missing.yaml", [])
+    with pytest.raises(ValueError, match="config.txt"):
+        load_yacs_config.__globals__["is_lazy_config"]("config.txt")
+
+
+@pytest.mark.slow
+def test_cli_errors_name_the_bad_thing(tmp_path):
+    proc = run_train_net("--config-file", QUICK_YAML, "MODEL.NO_SUCH_KEY", 1, check=False)
+    assert proc.returncode != 0 and "Non-existent config key: MODEL.NO_SUCH_KEY" in proc.stdout
+    proc = run_train_net("--config-file", QUICK_YAML, "--coco-dataset", "mine",
+                         tmp_path / "missing.json", tmp_path, check=False)
+    assert proc.returncode != 0 and "missing.json" in proc.stdout
+    proc = run_train_net("--config-file", QUICK_YAML, "DATASETS.TRAIN", "('not_registered',)",
+                         "OUTPUT_DIR", tmp_path, check=False)
+    assert proc.returncode != 0 and "not_registered" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not coco_tiny_available(), reason="coco_tiny not present")
+def test_train_on_coco_tiny_from_command_line(tmp_path):
+    """Any COCO-format dataset, registered from the command line: real images, 80 classes."""
+    proc = run_train_net(
+        "--config-file", QUICK_YAML,
+        "--coco-dataset", "tiny_train", COCO_TINY / "annotations" / "instances_train2017.json",
+        COCO_TINY / "train2017",
+        "--coco-dataset", "tiny_val", COCO_TINY / "annotations" / "instances_val2017.json",
+        COCO_TINY / "val2017",
+        "DATASETS.TRAIN", "('tiny_train',)", "DATASETS.TEST", "('tiny_val',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES", 80, "SOLVER.MAX_ITER", 2, "OUTPUT_DIR", tmp_path,
+    )
+    assert "Loaded 80 images in COCO format" in proc.stdout
+    assert len(_eval_results(proc.stdout)) == 6
+
+
+@pytest.mark.slow
+def test_coco_format_from_yacs_config_key(tmp_path):
+    """DATASETS.COCO_FORMAT registers a COCO json + image folder from the config alone."""
+    json_file, image_root = synthetic_paths("synthetic_mini_val")
+    proc = run_train_net(
+        "--config-file", QUICK_YAML, "DATASETS.COCO_FORMAT",
+        f"[['my_val', '{json_file}', '{image_root}']]",
+        "DATASETS.TEST", "('my_val',)", "SOLVER.MAX_ITER", 1, "OUTPUT_DIR", tmp_path,
+    )
+    assert (tmp_path / "inference" / "my_val" / "coco_instances_results.json").is_file()
+    assert len(_eval_results(proc.stdout)) == 6
