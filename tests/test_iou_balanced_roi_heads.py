@@ -1,0 +1,375 @@
+"""
+IoUBalancedROIHeads: exact sampled counts per IoU bin and per GT on hand-made proposals, images
+without annotations, logged metrics, config keys and validation in both config systems, and
+end-to-end training (yacs, LazyConfig, two CPU processes).
+"""
+
+import inspect
+import json
+import os
+import unittest
+
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from d2_sampling import add_d2_sampling_config
+from d2_sampling.modeling import IoUBalancedROIHeads
+
+from helpers import CONFIGS, coco_tiny_available, read_metrics, run_train_net
+
+QUICK_YAML = CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_iou_balanced_instant_test.yaml"
+QUICK_PY = CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_iou_balanced_instant_test.py"
+
+# Image 0: GT A = [0, 0, 10, 10] (class 1), GT B = [50, 50, 60, 60] (class 3). A proposal
+# [0, 0, 10, y] has IoU y / 10 with A. Negatives (IoU < 0.5): 20 at 0.05, 4 at 0.2, 4 at 0.4,
+# so h = 0.4 and the 3 bins are [0, .133), [.133, .267), [.267, .4]. Positives: 10 on A (IoU
+# 0.9), 1 on B; with the appended GT boxes, A has 11 candidates and B 2.
+GT_BOXES = [[0, 0, 10, 10], [50, 50, 60, 60]]
+NEG = [[0, 0, 10, 0.5]] * 20 + [[0, 0, 10, 2]] * 4 + [[0, 0, 10, 4]] * 4
+POS = [[0, 0, 10, 9]] * 10 + [[50, 50, 60, 59]]
+
+
+def quick_cfg(**keys):
+    cfg = get_cfg()
+    add_d2_sampling_config(cfg)
+    cfg.merge_from_file(str(QUICK_YAML))
+    cfg.MODEL.DEVICE = "cpu"
+    for k, v in keys.items():
+        node = cfg
+        *path, leaf = k.split(".")
+        for p in path:
+            node = node[p]
+        node[leaf] = v
+    return cfg
+
+
+def instances(boxes, **fields):
+    inst = Instances((100, 100))
+    for k, v in fields.items():
+        inst.set(k, v)
+    inst.set(
+        "proposal_boxes" if "gt_classes" not in fields else "gt_boxes",
+        Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)),
+    )
+    return inst
+
+
+def batch():
+    """Image 0 as above; image 1 has no annotation and 30 proposals."""
+    props0 = instances(NEG + POS, objectness_logits=torch.zeros(len(NEG + POS)))
+    tgt0 = instances(GT_BOXES, gt_classes=torch.tensor([1, 3]))
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(30, 2, generator=g) * 60
+    boxes1 = torch.cat([xy, xy + 20], dim=1).tolist()
+    props1 = instances(boxes1, objectness_logits=torch.zeros(30))
+    tgt1 = instances([], gt_classes=torch.zeros(0, dtype=torch.int64))
+    return [props0, props1], [tgt0, tgt1]
+
+
+class TestLabelAndSample(unittest.TestCase):
+    def heads(self, **keys):
+        keys.setdefault("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16)
+        return build_model(quick_cfg(**keys)).roi_heads
+
+    def test_exact_counts_per_bin_and_per_gt(self):
+        heads = self.heads()
+        self.assertIsInstance(heads, IoUBalancedROIHeads)
+        bg = heads.num_classes
+        for seed in range(10):
+            torch.manual_seed(seed)
+            with EventStorage() as storage:
+                out = heads.label_and_sample_proposals(*batch())
+            s0, s1 = out
+            # 16 ROIs, int(16 * 0.25) = 4 positives: 2 per GT (B has only 2 candidates).
+            self.assertEqual(len(s0), 16)
+            fg = s0.gt_classes != bg
+            self.assertEqual(sorted(s0.gt_classes[fg].tolist()), [1, 1, 3, 3])
+            # 12 negatives: 4 per IoU bin (uniform sampling would take ~8.6 from the first).
+            heights = s0.proposal_boxes.tensor[~fg, 3]
+            self.assertEqual(
+                torch.bincount((heights * 10).round().long(), minlength=41)[[5, 20, 40]].tolist(),
+                [4, 4, 4],
+            )
+            # The image without annotations: 16 background ROIs, no gt_boxes field.
+            self.assertEqual(len(s1), 16)
+            self.assertTrue((s1.gt_classes == bg).all())
+            self.assertFalse(s1.has("gt_boxes"))
+            m = {k: v[0] for k, v in storage.latest().items()}
+        # Means over the two images; image 1 has every IoU 0, so all its negatives are in bin 0.
+        self.assertEqual(m["roi_head/iou_balanced_neg_bin0"], (4 + 16) / 2)
+        self.assertEqual(m["roi_head/iou_balanced_neg_bin1"], 4 / 2)
+        self.assertEqual(m["roi_head/iou_balanced_neg_bin2"], 4 / 2)
+        self.assertAlmostEqual(
+            m["roi_head/iou_balanced_neg_mean_iou"], 4 * (0.05 + 0.2 + 0.4) / 28, places=5
+        )
+        self.assertEqual(m["roi_head/iou_balanced_num_gt_sampled"], 2 / 2)
+        self.assertEqual(m["roi_head/iou_balanced_num_gt"], 2 / 2)
+        self.assertEqual(m["roi_head/num_fg_samples"], 4 / 2)
+        self.assertEqual(m["roi_head/num_bg_samples"], 28 / 2)
+        self.assertNotIn("roi_head/iou_balanced_neg_floor", m)
+
+    def test_uniform_positives_when_switched_off(self):
+        heads = self.heads(**{"MODEL.IOU_BALANCED.INSTANCE_BALANCED_POSITIVES": False})
+        b_counts = set()
+        for seed in range(30):
+            torch.manual_seed(seed)
+            with EventStorage():
+                s0 = heads.label_and_sample_proposals(*batch())[0]
+            b_counts.add(int((s0.gt_classes == 3).sum()))
+        self.assertIn(0, b_counts)  # P(B gets none of 4 from 13) = 0.46 per draw
+
+    def test_floor_set_metric_and_keys_reach_the_sampler(self):
+        heads = self.heads(
+            **{
+                "MODEL.IOU_BALANCED.FLOOR_THR": 0.1,
+                "MODEL.IOU_BALANCED.FLOOR_FRACTION": 0.5,
+                "MODEL.IOU_BALANCED.NUM_BINS": 2,
+            }
+        )
+        self.assertEqual((heads.num_bins, heads.floor_thr, heads.floor_fraction), (2, 0.1, 0.5))
+        torch.manual_seed(0)
+        props, tgts = batch()
+        with EventStorage() as storage:
+            s0 = heads.label_and_sample_proposals(props[:1], tgts[:1])[0]
+        heights = s0.proposal_boxes.tensor[s0.gt_classes == heads.num_classes, 3]
+        # floor (IoU 0.05): int(12 * 0.5) = 6; bins over [0.1, 0.4] (edge 0.25): 3 and 3.
+        self.assertEqual(
+            torch.bincount((heights * 10).round().long(), minlength=41)[[5, 20, 40]].tolist(),
+            [6, 3, 3],
+        )
+        m = {k: v[0] for k, v in storage.latest().items()}
+        self.assertEqual(m["roi_head/iou_balanced_neg_floor"], 6)
+        self.assertEqual(
+            (m["roi_head/iou_balanced_neg_bin0"], m["roi_head/iou_balanced_neg_bin1"]), (3, 3)
+        )
+
+    def test_training_step_runs_and_inference_is_standard(self):
+        model = build_model(quick_cfg())
+        image = torch.rand(3, 64, 64) * 255
+        inst = Instances((64, 64))
+        inst.gt_boxes = Boxes(torch.tensor([[5.0, 5.0, 40.0, 40.0]]))
+        inst.gt_classes = torch.tensor([2])
+        empty = Instances((64, 64))
+        empty.gt_boxes = Boxes(torch.zeros(0, 4))
+        empty.gt_classes = torch.zeros(0, dtype=torch.int64)
+        with EventStorage():
+            losses = model(
+                [{"image": image, "instances": inst}, {"image": image, "instances": empty}]
+            )
+        self.assertTrue(all(torch.isfinite(v) for v in losses.values()))
+        sum(losses.values()).backward()
+        model.eval()
+        with torch.no_grad():
+            (out,) = model([{"image": image}])
+        self.assertIn("instances", out)
+
+
+class TestConfig(unittest.TestCase):
+    def test_bad_values_name_the_key(self):
+        cases = [
+            ("MODEL.IOU_BALANCED.NUM_BINS", 0),
+            ("MODEL.IOU_BALANCED.FLOOR_THR", 1.0),
+            ("MODEL.IOU_BALANCED.FLOOR_FRACTION", 1.5),
+            ("MODEL.IOU_BALANCED.FLOOR_FRACTION", -0.25),
+            ("MODEL.ROI_HEADS.POSITIVE_FRACTION", 1.25),
+        ]
+        for key, value in cases:
+            with self.assertRaisesRegex(ValueError, key.replace(".", r"\.") + r".*" + str(value)):
+                build_model(quick_cfg(**{key: value}))
+        cfg = LazyConfig.load(str(QUICK_PY))
+        for arg, value, key in [("num_bins", 0, "NUM_BINS"), ("floor_thr", 2.0, "FLOOR_THR")]:
+            cfg.model.roi_heads[arg] = value
+            with self.assertRaisesRegex(ValueError, r"MODEL\.IOU_BALANCED\." + key):
+                instantiate(cfg.model)
+            cfg.model.roi_heads[arg] = {"num_bins": 3, "floor_thr": -1.0}[arg]
+
+    def test_same_defaults_everywhere(self):
+        cfg = get_cfg()
+        add_d2_sampling_config(cfg)
+        yacs = {k.lower(): v for k, v in cfg.MODEL.IOU_BALANCED.items()}
+        sig = inspect.signature(IoUBalancedROIHeads.__init__).parameters
+        self.assertEqual({k: sig[k].default for k in yacs}, yacs)
+        lazy = LazyConfig.load(str(QUICK_PY)).model.roi_heads
+        self.assertEqual({k: lazy[k] for k in yacs}, yacs)
+        self.assertEqual(
+            yacs,
+            dict(num_bins=3, floor_thr=-1.0, floor_fraction=0.0, instance_balanced_positives=True),
+        )
+
+    def test_configs_select_the_head(self):
+        for name in [
+            "COCO-Detection/faster_rcnn_R_50_FPN_iou_balanced_1x",
+            "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_iou_balanced_1x",
+            "Synthetic/faster_rcnn_tiny_FPN_iou_balanced",
+        ]:
+            cfg = get_cfg()
+            add_d2_sampling_config(cfg)
+            cfg.merge_from_file(str(CONFIGS / f"{name}.yaml"))
+            self.assertEqual(cfg.MODEL.ROI_HEADS.NAME, "IoUBalancedROIHeads", name)
+            lazy = LazyConfig.load(str(CONFIGS / f"{name}.py"))
+            self.assertIs(lazy.model.roi_heads._target_, IoUBalancedROIHeads, name)
+            self.assertEqual(
+                lazy.model.roi_heads.batch_size_per_image,
+                cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
+                name,
+            )
+            self.assertEqual(lazy.model.roi_heads.num_bins, cfg.MODEL.IOU_BALANCED.NUM_BINS)
+            self.assertEqual(bool(lazy.model.roi_heads.get("mask_head")), cfg.MODEL.MASK_ON, name)
+
+
+def _last(metrics, key):
+    values = [m[key] for m in metrics if key in m]
+    assert values, f"{key} not logged"
+    return values[-1]
+
+
+@pytest.mark.slow
+def test_e2e_yacs_images_without_annotations_and_override(tmp_path):
+    """Only the empty images of synthetic_mini_train: every ROI background, all in bin 0."""
+    from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
+
+    generate_synthetic_dataset("synthetic_mini_train")
+    json_file, image_root = synthetic_paths("synthetic_mini_train")
+    data = json.loads(json_file.read_text())
+    annotated = {a["image_id"] for a in data["annotations"]}
+    data["images"] = [im for im in data["images"] if im["id"] not in annotated]
+    data["annotations"] = []
+    assert len(data["images"]) >= 1
+    empty_json = tmp_path / "empty.json"
+    empty_json.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        "--coco-dataset",
+        "iou_balanced_test_empty",
+        empty_json,
+        image_root,
+        "DATASETS.TRAIN",
+        '("iou_balanced_test_empty",)',
+        "DATALOADER.FILTER_EMPTY_ANNOTATIONS",
+        "False",
+        "MODEL.IOU_BALANCED.NUM_BINS",
+        4,
+        "SOLVER.MAX_ITER",
+        2,
+        "OUTPUT_DIR",
+        out,
+    )
+    metrics = read_metrics(out)
+    assert _last(metrics, "roi_head/iou_balanced_neg_bin0") == 128
+    for k in (1, 2, 3):  # the override took effect: 4 bins
+        assert _last(metrics, f"roi_head/iou_balanced_neg_bin{k}") == 0
+    assert not any("roi_head/iou_balanced_neg_bin4" in m for m in metrics)
+    assert _last(metrics, "roi_head/iou_balanced_num_gt") == 0
+    assert _last(metrics, "roi_head/num_fg_samples") == 0
+    assert _last(metrics, "loss_box_reg") == 0
+
+
+@pytest.mark.slow
+def test_e2e_lazy_with_override_and_unfiltered_images(tmp_path):
+    """8 iterations of 2 images: one epoch of synthetic_mini_train, its 2 empty images too."""
+    out = tmp_path / "out"
+    run_train_net(
+        "--config-file",
+        QUICK_PY,
+        "model.roi_heads.num_bins=5",
+        "+dataloader.train.dataset.filter_empty=False",
+        "train.max_iter=8",
+        f"train.output_dir={out}",
+    )
+    metrics = read_metrics(out)
+    bins = [_last(metrics, f"roi_head/iou_balanced_neg_bin{k}") for k in range(5)]
+    assert not any("roi_head/iou_balanced_neg_bin5" in m for m in metrics)
+    # The upper bins are drawn from (their exact shares are checked in TestLabelAndSample).
+    assert sum(bins[1:]) > 0.25 * sum(bins)
+    assert _last(metrics, "roi_head/iou_balanced_num_gt_sampled") > 0
+    assert any("bbox/AP" in m for m in metrics)
+
+
+@pytest.mark.slow
+def test_e2e_yacs_two_process(tmp_path):
+    out = tmp_path / "out"
+    run_train_net("--config-file", QUICK_YAML, "--num-gpus", 2, "OUTPUT_DIR", out)
+    digest = json.loads((out / "weights_digest.json").read_text())
+    assert digest["world_size"] == 2
+    assert len(digest["digests"]) == 2 and len(set(digest["digests"])) == 1
+    metrics = read_metrics(out)
+    assert (
+        _last(metrics, "roi_head/num_fg_samples") + _last(metrics, "roi_head/num_bg_samples") == 128
+    )
+    assert any("bbox/AP" in m for m in metrics)
+
+
+@pytest.mark.slow
+def test_benchmark_quick(tmp_path):
+    """benchmarks/bench_iou_balanced.py --quick: one tiny iteration of everything."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out = tmp_path / "bench.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks/bench_iou_balanced.py"),
+            "--quick",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+    )
+    result = json.loads(out.read_text())
+    samplers = {r["sampler"] for r in result["sampling"]}
+    assert any("MMDetection" in s for s in samplers) and any("Detectron2" in s for s in samplers)
+    assert len(result["iterations"]) == 4 and all(r["median_s"] > 0 for r in result["iterations"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not coco_tiny_available(), reason="coco_tiny not found")
+def test_plot_tool_on_coco_tiny(tmp_path):
+    """tools/plot_sampled_iou.py end to end on 2 real images, after 1 training iteration."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out, js = tmp_path / "fig.png", tmp_path / "fig.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools/plot_sampled_iou.py"),
+            "--train-iters",
+            "1",
+            "--max-images",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+            str(js),
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert out.stat().st_size > 0
+    result = json.loads(js.read_text())
+    counts = result["counts"]
+    # the three pickers take the same number of negatives, fewer than the pool holds
+    assert counts["random"] == counts["hard (by loss)"] == counts["IoU-balanced"] > 0
+    assert counts["pool"] > counts["random"]
+    # IoU-balanced sampling moves the picked negatives towards higher IoU than random does
+    assert result["mean_iou"]["IoU-balanced"] > result["mean_iou"]["random"]
