@@ -1,0 +1,356 @@
+#!/usr/bin/env python
+"""
+ATSS benchmarks, everything measured side by side in one run on the CPU:
+
+1. ``ATSSMatcher`` against a faithful re-implementation of MMDetection's ``ATSSAssigner``
+   (benchmarks/atss_mmdet_reference.py): median wall time per image, ratio, and whether the
+   assignments are identical. Anchors are Detectron2's for an 800 x 1216 input over P3-P7:
+   20,267 (one 8S anchor per location, the ATSS detector) or 182,403 (RetinaNet's 9 per
+   location; the matcher then takes k x 9 candidates per level, the reference topk = 81; the
+   "k=9 flat" rows use topk = 9 for both, MMDetection's own setting). GT boxes are random,
+   log-uniform sizes 6-600 px.
+2. Peak extra memory of one call (each in a fresh subprocess: VmHWM - VmRSS before the call,
+   after resetting the high-water mark; glibc's mmap threshold is pinned so freed buffers go
+   back to the OS at once).
+3. Training iteration time (forward + backward + SGD step) of the tiny synthetic ATSS and
+   RetinaNet configs, same backbone, same fixed batch and input size, iterations interleaved.
+
+    python benchmarks/bench_atss.py [--quick] [--json out.json] [--threads 1]
+
+``--quick`` runs one tiny iteration of everything (used by the tests so this does not rot).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+from atss_mmdet_reference import mmdet_atss_assign  # noqa: E402
+
+# (name, image h, image w, anchors per location, GT boxes, candidates per level k)
+CASES = [
+    ("20k x 7", 800, 1216, 1, 7, 9),
+    ("20k x 50", 800, 1216, 1, 50, 9),
+    ("20k x 200", 800, 1216, 1, 200, 9),
+    ("182k x 50", 800, 1216, 9, 50, 9),
+    ("182k x 200", 800, 1216, 9, 200, 9),
+    ("182k x 50, k=9 flat", 800, 1216, 0, 50, 9),
+    ("182k x 200, k=9 flat", 800, 1216, 0, 200, 9),
+]
+QUICK_CASES = [("quick 2k x 5", 200, 304, 1, 5, 9), ("quick 18k x 5", 200, 304, 9, 5, 9)]
+STRIDES = [8, 16, 32, 64, 128]
+# Cases whose peak memory is measured (two fresh subprocesses each).
+MEMORY_CASES = ("20k x 7", "20k x 200", "182k x 200", "quick 18k x 5")
+
+
+def make_anchors(h, w, per_location):
+    """Detectron2's anchors over P3-P7 (per_location 1: ATSS 8S; 9 or 0: RetinaNet's 9)."""
+    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+
+    if per_location == 1:
+        sizes, ratios = [[8 * s] for s in STRIDES], [1.0]
+    else:
+        sizes = [[x, x * 2 ** (1 / 3), x * 2 ** (2 / 3)] for x in [32, 64, 128, 256, 512]]
+        ratios = [0.5, 1.0, 2.0]
+    gen = DefaultAnchorGenerator(sizes=sizes, aspect_ratios=ratios, strides=STRIDES, offset=0.0)
+    feats = [torch.zeros(1, 1, (h + s - 1) // s, (w + s - 1) // s) for s in STRIDES]
+    return gen(feats)
+
+
+def make_gt(num, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    center = torch.rand(num, 2, generator=g) * torch.tensor([w, h])
+    size = torch.exp(torch.rand(num, 2, generator=g) * torch.log(torch.tensor(100.0))) * 6
+    boxes = torch.cat([center - size / 2, center + size / 2], dim=1)
+    return torch.stack(
+        [
+            boxes[:, 0].clamp(0, w),
+            boxes[:, 1].clamp(0, h),
+            boxes[:, 2].clamp(0, w),
+            boxes[:, 3].clamp(0, h),
+        ],
+        dim=1,
+    )
+
+
+def setup_case(case, seed=0):
+    from detectron2.structures import Boxes
+
+    from d2_sampling.modeling import ATSSMatcher
+
+    name, h, w, per_loc, num_gt, k = case
+    anchors = make_anchors(h, w, per_loc)
+    gt = make_gt(num_gt, h, w, seed)
+    a = max(per_loc, 1)
+    matcher = ATSSMatcher(k, anchors_per_location=a)
+    flat = Boxes.cat(anchors).tensor
+    sizes = [len(x) for x in anchors]
+
+    def ours():
+        return matcher(Boxes(gt), anchors)
+
+    def ref():
+        return mmdet_atss_assign(gt, flat, sizes, k * a)
+
+    return ours, ref, matcher, (gt, anchors, flat, sizes, k * a)
+
+
+def boundary_tied_gts(gt, flat, sizes, k):
+    """GTs whose k-th and (k+1)-th nearest distances tie on some level (either ranking)."""
+    cx, cy = (flat[:, 0] + flat[:, 2]) / 2, (flat[:, 1] + flat[:, 3]) / 2
+    gcx, gcy = (gt[:, 0] + gt[:, 2]) / 2, (gt[:, 1] + gt[:, 3]) / 2
+    tied = torch.zeros(len(gt), dtype=torch.bool)
+    start = 0
+    for n in sizes:
+        if n > k:
+            d2 = (cx[start : start + n, None] - gcx[None]) ** 2 + (
+                cy[start : start + n, None] - gcy[None]
+            ) ** 2
+            for d in (d2, d2.sqrt()):
+                v = d.topk(k + 1, dim=0, largest=False).values
+                tied |= v[k - 1] == v[k]
+        start += n
+    return tied
+
+
+def compare(ours_out, ref_out, tied):
+    """
+    Identical, except where a GT whose candidate set is ambiguous (tied distances at the k-th
+    place: the reference's topk picks arbitrarily, ours the lower index) owns the anchor.
+
+    Returns:
+        (bool identical_outside_ties, int differing anchors, int tied GTs)
+    """
+    matches, labels = ours_out
+    ours = torch.where(labels.bool(), matches + 1, torch.zeros_like(matches))
+    ref = ref_out[0]
+    diff = (ours != ref).nonzero()[:, 0]
+    explained = torch.zeros_like(diff, dtype=torch.bool)
+    for col in (ours, ref):
+        owner = col[diff] - 1
+        explained |= (owner >= 0) & tied[owner.clamp(min=0)]
+    return bool(explained.all()), int(diff.numel()), int(tied.sum())
+
+
+def median_ms(fn, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def _rss_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def memory_worker(case_json, impl):
+    """Runs in a subprocess: peak extra memory (MB) of one call."""
+    import gc
+
+    case = tuple(json.loads(case_json))
+    ours, ref, _, _ = setup_case(case)
+    fn = ours if impl == "ours" else ref
+    small = setup_case(("warm", 64, 64, max(case[3], 1), 2, 2))
+    (small[0] if impl == "ours" else small[1])()  # load kernels, warm allocator
+    gc.collect()
+    before = _rss_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    fn()
+    peak = _rss_kb("VmHWM")
+    print(json.dumps({"peak_extra_mb": (peak - before) / 1024.0}))
+
+
+def measure_memory(case, impl, threads):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        [sys.executable, __file__, "--_memory", json.dumps(list(case)), impl],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_extra_mb"]
+
+
+def bench_training(quick, threads):
+    """ms per training iteration of the tiny synthetic ATSS and RetinaNet, interleaved."""
+    from detectron2.data import DatasetCatalog, DatasetMapper
+    from detectron2.modeling import build_model
+    from detectron2.solver import build_optimizer
+    from detectron2.utils.events import EventStorage
+
+    import d2_sampling  # noqa: F401
+    from d2_sampling.data import prepare_datasets
+    from d2_sampling.engine.setup import load_yacs_config
+
+    prepare_datasets(["synthetic_mini_train"])
+    common = [
+        "MODEL.DEVICE",
+        "cpu",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(320,)",
+        "INPUT.MAX_SIZE_TRAIN",
+        "448",
+    ]
+    cfgs = {
+        "ATSS": load_yacs_config(str(REPO / "configs/Synthetic/atss_tiny_FPN.yaml"), common),
+        "RetinaNet": load_yacs_config(
+            str(REPO / "configs/Synthetic/retinanet_tiny_FPN.yaml"), common
+        ),
+    }
+    batch_size = cfgs["ATSS"].SOLVER.IMS_PER_BATCH
+    assert batch_size == cfgs["RetinaNet"].SOLVER.IMS_PER_BATCH
+    dicts = [d for d in DatasetCatalog.get("synthetic_mini_train") if d["annotations"]][:batch_size]
+    torch.manual_seed(0)
+    mapper = DatasetMapper(cfgs["ATSS"], is_train=True)
+    batch = [mapper(dict(d)) for d in dicts]
+    shapes = sorted({tuple(b["image"].shape) for b in batch})
+
+    runs = {}
+    for name, cfg in cfgs.items():
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        model.train()
+        runs[name] = (model, build_optimizer(cfg, model))
+
+    def step(name):
+        model, opt = runs[name]
+        losses = model(batch)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    times = {name: [] for name in runs}
+    iters, warmup = (1, 1) if quick else (25, 3)
+    with EventStorage():
+        for i in range(warmup + iters):
+            for name in runs if i % 2 == 0 else reversed(list(runs)):
+                t = time.perf_counter()
+                step(name)
+                if i >= warmup:
+                    times[name].append((time.perf_counter() - t) * 1e3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "batch_size": batch_size,
+        "image_shapes": [list(s) for s in shapes],
+        "iterations": iters,
+        "atss_ms": med["ATSS"],
+        "retinanet_ms": med["RetinaNet"],
+        "ratio": med["ATSS"] / med["RetinaNet"],
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--quick", action="store_true", help="one tiny iteration of everything")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args._memory:
+        return memory_worker(*args._memory)
+
+    cases = QUICK_CASES if args.quick else CASES
+    rows = []
+    for case in cases:
+        ours, ref, matcher, (gt, anchors, flat, sizes, k) = setup_case(case)
+        identical, ndiff, ntied = compare(ours(), ref(), boundary_tied_gts(gt, flat, sizes, k))
+        reps_ours = 1 if args.quick else 15
+        reps_ref = 1 if args.quick else (5 if len(flat) * len(gt) > 5e6 else 11)
+        # Interleave the two so that load on the shared CPU hits both alike.
+        t_ours, t_ref = [], []
+        for _ in range(1 if args.quick else 3):
+            t_ours.append(median_ms(ours, max(1, reps_ours // 3)))
+            t_ref.append(median_ms(ref, max(1, reps_ref // 3)))
+        row = {
+            "case": case[0],
+            "anchors": len(flat),
+            "gt": len(gt),
+            "anchors_per_location": max(case[3], 1),
+            "topk_per_level": k,
+            "ours_ms": statistics.median(t_ours),
+            "reference_ms": statistics.median(t_ref),
+            "identical": identical,
+            "differing_anchors": ndiff,
+            "boundary_tied_gts": ntied,
+        }
+        row["speedup"] = row["reference_ms"] / row["ours_ms"]
+        if not args.no_memory and case[0] in MEMORY_CASES:
+            row["ours_peak_mb"] = measure_memory(case, "ours", args.threads)
+            row["reference_peak_mb"] = measure_memory(case, "ref", args.threads)
+            row["memory_ratio"] = row["ours_peak_mb"] / max(row["reference_peak_mb"], 1e-9)
+        rows.append(row)
+        print(f"  {row['case']}: done", file=sys.stderr, flush=True)
+
+    train = bench_training(args.quick, args.threads)
+
+    print(
+        f"ATSS matcher vs MMDetection's algorithm (torch {torch.__version__}, "
+        f"{args.threads} thread(s), CPU); medians"
+    )
+    header = (
+        f"{'case':<22}{'anchors':>9}{'GT':>5}{'ours ms':>10}{'ref ms':>10}{'speedup':>9}"
+        f"{'ours MB':>9}{'ref MB':>9}{'mem':>7}  identical"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        mem = (
+            f"{r['ours_peak_mb']:>9.1f}{r['reference_peak_mb']:>9.1f}{r['memory_ratio']:>7.3f}"
+            if "ours_peak_mb" in r
+            else f"{'-':>9}{'-':>9}{'-':>7}"
+        )
+        ident = "yes" if r["identical"] else "NO"
+        if r["differing_anchors"]:
+            ident += f" ({r['differing_anchors']} anchors of {r['boundary_tied_gts']} tied GTs)"
+        print(
+            f"{r['case']:<22}{r['anchors']:>9}{r['gt']:>5}{r['ours_ms']:>10.2f}"
+            f"{r['reference_ms']:>10.2f}{r['speedup']:>8.1f}x{mem}  {ident}"
+        )
+    print()
+    print(
+        f"Training iteration (forward+backward+step), tiny synthetic configs, batch "
+        f"{train['batch_size']}, images {train['image_shapes']}, {train['iterations']} "
+        f"iterations each, medians"
+    )
+    print(f"  ATSS      {train['atss_ms']:8.1f} ms")
+    print(f"  RetinaNet {train['retinanet_ms']:8.1f} ms")
+    print(f"  ratio     {train['ratio']:8.3f}")
+    result = {
+        "matcher": rows,
+        "training": train,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "quick": args.quick,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
