@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env test test-fast demo bench clean
+.PHONY: env test test-fast demo clean
 
 env:
 	@bash scripts/setup_env.sh

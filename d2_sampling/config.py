@@ -24,6 +24,7 @@ def add_dataset_config(cfg):
     ``[[name, json_file, image_root], ...]``. Lets a yaml (or a command-line override) use any
     COCO json + image folder without writing Python.
     """
+    # COCO-format datasets to register: [[name, json_file, image_root], ...].
     cfg.DATASETS.COCO_FORMAT = []
 
 
@@ -39,46 +40,71 @@ def add_tiny_backbone_config(cfg):
 
 
 def add_ohem_config(cfg):
-    """``MODEL.OHEM``: online hard example mining (Shrivastava et al., arXiv 1604.03540)."""
+    """
+    ``MODEL.OHEM``: online hard example mining (Shrivastava et al., arXiv 1604.03540), used by
+    ``MODEL.ROI_HEADS.NAME: "OHEMROIHeads"``. Defaults are the paper's; MMDetection's OHEM is
+    ``BATCH_SIZE_PER_IMAGE 512, LOSS "cls", NMS_THRESH -1.0, POSITIVE_FRACTION 0.25``. With
+    OHEM, ``MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE`` / ``POSITIVE_FRACTION`` are not used.
+    Each key mirrors an argument of ``OHEMROIHeads``: ``MODEL.OHEM.X`` <-> ``ohem_x``.
+    """
     cfg.MODEL.OHEM = CN()
-    # Hard RoIs kept per image (the paper's B/N).
-    cfg.MODEL.OHEM.BATCH_SIZE_PER_IMAGE = 128
-    # Loss that ranks RoIs: "cls+box" (paper) or "cls" (MMDetection).
+    # B/N: hard RoIs kept per image (paper: B = 128 RoIs over N = 2 images -> 64). > 0.
+    cfg.MODEL.OHEM.BATCH_SIZE_PER_IMAGE = 64
+    # Loss that ranks RoIs: "cls+box" (paper: the full RoI loss L_cls + L_loc) or "cls"
+    # (MMDetection: classification loss only).
     cfg.MODEL.OHEM.LOSS = "cls+box"
-    # NMS IoU threshold among RoIs, loss as score (paper: 0.7); <= 0 or >= 1 disables NMS.
+    # NMS IoU threshold among the RoIs, loss as score (paper: 0.7); <= 0 or >= 1 disables NMS.
     cfg.MODEL.OHEM.NMS_THRESH = 0.7
-    # Foreground quota among the kept RoIs; negative = no quota (paper). MMDetection: 0.25.
+    # Foreground quota among the kept RoIs, in [0, 1]; negative = no quota (paper: none, the
+    # fg/bg ratio heuristic is removed). MMDetection: 0.25.
     cfg.MODEL.OHEM.POSITIVE_FRACTION = -1.0
-    # Cap on the RoI pool scored per image (highest-objectness proposals first); <= 0: no cap.
+    # Cap on the RoI pool scored per image (highest objectness first, so ground-truth boxes
+    # appended as proposals always stay); -1 = no cap (paper: all RoIs). Else >= the batch.
     cfg.MODEL.OHEM.MAX_POOL_SIZE = -1
 
 
 def add_iou_balanced_config(cfg):
-    """``MODEL.IOU_BALANCED``: IoU-balanced sampling (Libra R-CNN, arXiv 1904.02701)."""
+    """
+    ``MODEL.IOU_BALANCED``: IoU-balanced sampling (Libra R-CNN, Pang et al., arXiv 1904.02701),
+    used by ``MODEL.ROI_HEADS.NAME: "IoUBalancedROIHeads"``. Defaults are Libra R-CNN's sampler
+    settings (its released config: K = 3, no floor set, instance-balanced positives); the ROI
+    batch size and positive fraction stay under ``MODEL.ROI_HEADS`` (paper: 512, 0.25).
+    """
     cfg.MODEL.IOU_BALANCED = CN()
-    # K, the number of equal-width IoU bins the negatives are spread over (paper: 3).
+    # K, the number of equal-width IoU bins the negatives are spread over (paper: K = 3).
     cfg.MODEL.IOU_BALANCED.NUM_BINS = 3
-    # Negatives below this IoU form a separate "floor" set; negative = no floor set.
+    # Negatives with IoU below this form a "floor" set sampled apart; < 0 disables it (not in
+    # the paper; MMDetection's floor_thr, -1 in Libra R-CNN's config). Must be < 1.
     cfg.MODEL.IOU_BALANCED.FLOOR_THR = -1.0
-    # Fraction of the negative quota drawn from the floor set.
+    # Share of the negative quota drawn from the floor set, in [0, 1] (MMDetection's
+    # floor_fraction; 0 in Libra R-CNN's config).
     cfg.MODEL.IOU_BALANCED.FLOOR_FRACTION = 0.0
-    # Spread positives evenly over ground-truth instances (Libra's InstanceBalancedPosSampler).
+    # Spread the positives evenly over GT instances (Libra R-CNN's instance-balanced positive
+    # sampling, MMDetection's InstanceBalancedPosSampler); False: uniform, as Detectron2.
     cfg.MODEL.IOU_BALANCED.INSTANCE_BALANCED_POSITIVES = True
 
 
 def add_atss_config(cfg):
-    """``MODEL.ATSS``: adaptive training sample selection (Zhang et al., arXiv 1912.02424)."""
+    """
+    ``MODEL.ATSS``: adaptive training sample selection (Zhang et al., arXiv 1912.02424).
+
+    Used by the ``ATSS`` and ``RetinaNetATSS`` meta-architectures. Everything they share with
+    RetinaNet is read from ``MODEL.RETINANET`` (NUM_CLASSES, IN_FEATURES, PRIOR_PROB,
+    FOCAL_LOSS_ALPHA/GAMMA, SCORE_THRESH_TEST, TOPK_CANDIDATES_TEST, NMS_THRESH_TEST) and the
+    anchors from ``MODEL.ANCHOR_GENERATOR`` (configs/Base-ATSS.yaml sets one 8S anchor).
+    """
     cfg.MODEL.ATSS = CN()
-    # k: candidate anchors per GT per pyramid level, nearest centers first (paper: 9).
+    # k: candidate anchors per GT per pyramid level, nearest centers first (paper: 9); times the
+    # anchors per location when there are several (the authors' rule).
     cfg.MODEL.ATSS.TOPK = 9
-    # An anchor's center must lie inside the GT by more than this many pixels on every side.
+    # A positive's center must lie inside its GT by more than this many pixels on every side
+    # (the paper's "center in g" test; authors' code: 0.01).
     cfg.MODEL.ATSS.CENTER_MARGIN = 0.01
-    # Focal loss (alpha, gamma) of the classification branch.
-    cfg.MODEL.ATSS.FOCAL_LOSS_ALPHA = 0.25
-    cfg.MODEL.ATSS.FOCAL_LOSS_GAMMA = 2.0
-    # Weight of the GIoU box regression loss (paper: 2.0).
+    # lambda, weight of the centerness-weighted GIoU box loss (paper / authors: 2.0). ATSS only.
     cfg.MODEL.ATSS.BOX_LOSS_WEIGHT = 2.0
-    # Number of convs in each head tower and their normalisation (paper: 4, GroupNorm).
+    # Weights (wx, wy, ww, wh) of the box delta coder (authors: 10, 10, 5, 5). ATSS only.
+    cfg.MODEL.ATSS.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+    # Convs in each head tower and their normalisation (paper: 4, GroupNorm). ATSS only.
     cfg.MODEL.ATSS.NUM_CONVS = 4
     cfg.MODEL.ATSS.NORM = "GN"
 

@@ -82,3 +82,15 @@ def test_every_config_has_a_twin():
     ystems = {os.path.splitext(p)[0] for p in YAMLS}
     lstems = {os.path.splitext(p)[0] for p in LAZIES}
     assert ystems == lstems, {"yaml only": ystems - lstems, "py only": lstems - ystems}
+
+
+def test_config_reference_is_up_to_date():
+    """docs/config_reference.md lists every key with its current default."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "config_reference.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

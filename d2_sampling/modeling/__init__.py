@@ -7,7 +7,13 @@ Detectron2 wrappers live in ``roi_heads/`` and ``meta_arch/``.
 from .backbone import TinyNet
 
 # --- ATSS (issue 3) ---
+from .atss_matcher import ATSSCandidates, ATSSMatcher
+from .meta_arch.atss import ATSS, ATSSHead, RetinaNetATSS
 
 # --- OHEM (issue 4) ---
+from .hard_example_mining import select_hard_examples
+from .roi_heads.ohem_roi_heads import OHEMROIHeads
 
 # --- IoU-balanced sampling (issue 5) ---
+from .roi_heads.iou_balanced_roi_heads import IoUBalancedROIHeads
+from .sampling import iou_balanced_subsample, iou_bin_index
