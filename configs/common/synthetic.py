@@ -18,6 +18,8 @@ PIXEL_MEAN, PIXEL_STD = [127.5] * 3, [64.0] * 3
 
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
 dataloader.train.dataset.names = "synthetic_train"
+# Written out (it is the default) so `dataloader.train.dataset.filter_empty=False` overrides it.
+dataloader.train.dataset.filter_empty = True
 dataloader.train.mapper.use_instance_mask = False
 dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=(256, 288, 320), sample_style="choice", max_size=448),

@@ -5,7 +5,9 @@ Under ``torchrun`` the process group is created from ``RANK``/``WORLD_SIZE``/``L
 ``LOCAL_WORLD_SIZE`` and ``MASTER_ADDR``/``MASTER_PORT``; Detectron2's local process group is
 then built the same way ``launch`` builds it, so ``comm.get_local_rank()`` is right.
 """
+import logging
 import os
+import sys
 from datetime import timedelta
 
 import torch
@@ -37,12 +39,22 @@ def _create_local_group(num_per_machine: int) -> None:
 
 
 def _run_and_clean_up(main_func, *args):
-    """Run ``main_func`` in a worker, then tear the process group down in order: a gloo group
-    left to the interpreter's exit can abort the process (SIGABRT) after a successful run."""
+    """
+    Run ``main_func`` in a distributed worker, then end the worker once every worker is done.
+
+    With torch 2.3's gloo backend, leaving the process group to the interpreter's exit can
+    abort a worker (SIGABRT) after a successful run, and ``destroy_process_group()`` after a
+    barrier was seen to block a worker forever in a minority of trials. So: barrier, flush,
+    and leave with ``os._exit(0)``: the run's outputs (checkpoints, metrics, logs) are all
+    written and closed by then.
+    """
     ret = main_func(*args)
-    if dist.is_available() and dist.is_initialized():
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         comm.synchronize()
-        dist.destroy_process_group()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return ret
 
 
