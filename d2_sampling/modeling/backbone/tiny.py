@@ -12,7 +12,9 @@ from torch import nn
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, FPN
-from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+
+from .fpn import fpn_p6p7_from_p5
 
 __all__ = ["TinyNet", "build_tiny_backbone", "build_tiny_fpn_backbone",
            "build_tiny_retinanet_fpn_backbone"]
@@ -104,13 +106,5 @@ def build_tiny_fpn_backbone(cfg, input_shape: ShapeSpec):
 
 @BACKBONE_REGISTRY.register()
 def build_tiny_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """TinyNet + FPN with P6/P7 from P5 (as ``build_retinanet_resnet_fpn_backbone``)."""
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return FPN(
-        bottom_up=build_tiny_backbone(cfg, input_shape),
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=out_channels,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelP6P7(out_channels, out_channels, in_feature="p5"),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    """TinyNet + FPN with P6/P7 from P5 (TinyNet's C5 is too thin to feed them)."""
+    return fpn_p6p7_from_p5(cfg, build_tiny_backbone(cfg, input_shape))

@@ -34,11 +34,9 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, cat
-from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.backbone import build_backbone
-from detectron2.modeling.backbone.fpn import FPN, LastLevelP6P7
-from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
 from detectron2.structures import Boxes, Instances
@@ -53,7 +51,6 @@ __all__ = [
     "RetinaNetATSS",
     "atss_loss_normalizers",
     "centerness_targets",
-    "build_retinanet_resnet_fpn_p5_backbone",
 ]
 
 
@@ -509,22 +506,3 @@ class ATSS(RetinaNetATSS):
             pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh
         )
         return pred[keep[: self.max_detections_per_image]]
-
-
-@BACKBONE_REGISTRY.register()
-def build_retinanet_resnet_fpn_p5_backbone(cfg, input_shape: ShapeSpec):
-    """
-    ResNet-FPN with P6/P7 computed from P5 (``in_feature="p5"``), as the ATSS paper's model
-    (the authors' ``USE_C5: False``, MMDetection's ``add_extra_convs="on_output"``) and
-    Detectron2's FCOS; Detectron2's RetinaNet builder computes them from C5.
-    """
-    bottom_up = build_resnet_backbone(cfg, input_shape)
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=out_channels,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelP6P7(out_channels, out_channels, in_feature="p5"),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
