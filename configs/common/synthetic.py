@@ -34,9 +34,9 @@ dataloader.test.num_workers = 1
 optimizer = model_zoo.get_config("common/optim.py").SGD
 optimizer.lr = 0.02
 
-MAX_ITER = 1000
+MAX_ITER = 600
 lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[800, 950, MAX_ITER]),
+    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[480, 560, MAX_ITER]),
     warmup_length=100 / MAX_ITER,
     warmup_factor=0.001,
 )
