@@ -48,3 +48,24 @@ def read_metrics(output_dir):
     """The lines of ``OUTPUT_DIR/metrics.json`` (Detectron2's JSONWriter), as dicts."""
     with open(Path(output_dir) / "metrics.json") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def write_empty_images_dataset(folder):
+    """
+    A COCO json with only the images of ``synthetic_mini_train`` that hold no object.
+
+    Returns:
+        (json_file, image_root): for ``--coco-dataset NAME JSON IMAGE_ROOT``.
+    """
+    from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
+
+    generate_synthetic_dataset("synthetic_mini_train")
+    json_file, image_root = synthetic_paths("synthetic_mini_train")
+    data = json.loads(Path(json_file).read_text())
+    annotated = {a["image_id"] for a in data["annotations"]}
+    data["images"] = [im for im in data["images"] if im["id"] not in annotated]
+    data["annotations"] = []
+    assert len(data["images"]) >= 1
+    empty_json = Path(folder) / "empty.json"
+    empty_json.write_text(json.dumps(data))
+    return empty_json, image_root

@@ -20,7 +20,13 @@ from detectron2.utils.events import EventStorage
 from d2_sampling import add_d2_sampling_config
 from d2_sampling.modeling import IoUBalancedROIHeads
 
-from helpers import CONFIGS, coco_tiny_available, read_metrics, run_train_net
+from helpers import (
+    CONFIGS,
+    coco_tiny_available,
+    read_metrics,
+    run_train_net,
+    write_empty_images_dataset,
+)
 
 QUICK_YAML = CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_iou_balanced_instant_test.yaml"
 QUICK_PY = CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_iou_balanced_instant_test.py"
@@ -231,17 +237,7 @@ def _last(metrics, key):
 @pytest.mark.slow
 def test_e2e_yacs_images_without_annotations_and_override(tmp_path):
     """Only the empty images of synthetic_mini_train: every ROI background, all in bin 0."""
-    from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
-
-    generate_synthetic_dataset("synthetic_mini_train")
-    json_file, image_root = synthetic_paths("synthetic_mini_train")
-    data = json.loads(json_file.read_text())
-    annotated = {a["image_id"] for a in data["annotations"]}
-    data["images"] = [im for im in data["images"] if im["id"] not in annotated]
-    data["annotations"] = []
-    assert len(data["images"]) >= 1
-    empty_json = tmp_path / "empty.json"
-    empty_json.write_text(json.dumps(data))
+    empty_json, image_root = write_empty_images_dataset(tmp_path)
     out = tmp_path / "out"
     run_train_net(
         "--config-file",

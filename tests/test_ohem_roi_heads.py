@@ -28,7 +28,15 @@ from d2_sampling.config import add_ohem_config
 from d2_sampling.modeling import OHEMROIHeads
 from d2_sampling.modeling.roi_heads.ohem_roi_heads import fast_rcnn_per_roi_losses
 
-from helpers import COCO_TINY, CONFIGS, REPO, coco_tiny_available, read_metrics, run_train_net
+from helpers import (
+    COCO_TINY,
+    CONFIGS,
+    REPO,
+    coco_tiny_available,
+    read_metrics,
+    run_train_net,
+    write_empty_images_dataset,
+)
 
 K = 2  # foreground classes; background is 2
 # Image 0: two GT boxes and 8 proposals; Detectron2 appends the GT boxes as RoIs 8 and 9.
@@ -432,17 +440,7 @@ def test_e2e_yacs_two_process(tmp_path):
 @pytest.mark.slow
 def test_e2e_yacs_images_without_annotations(tmp_path):
     """Train on the images of synthetic_mini_train that have no object: all RoIs background."""
-    from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
-
-    generate_synthetic_dataset("synthetic_mini_train")
-    json_file, image_root = synthetic_paths("synthetic_mini_train")
-    data = json.loads(json_file.read_text())
-    annotated = {a["image_id"] for a in data["annotations"]}
-    data["images"] = [im for im in data["images"] if im["id"] not in annotated]
-    data["annotations"] = []
-    assert len(data["images"]) >= 1
-    empty_json = tmp_path / "empty.json"
-    empty_json.write_text(json.dumps(data))
+    empty_json, image_root = write_empty_images_dataset(tmp_path)
     out = tmp_path / "out"
     run_train_net(
         "--config-file",
