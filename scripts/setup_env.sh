@@ -19,10 +19,17 @@ find_python310() {
     if cand=$(command -v python3.10 2>/dev/null) && is_py310 "$cand"; then
         echo "$cand"; return 0
     fi
+    # pyenv, also when it is installed but not on PATH (non-interactive shells, CI).
+    local pyenv_bin=""
     if command -v pyenv >/dev/null 2>&1; then
+        pyenv_bin=$(command -v pyenv)
+    elif [ -x "${PYENV_ROOT:-$HOME/.pyenv}/bin/pyenv" ]; then
+        pyenv_bin="${PYENV_ROOT:-$HOME/.pyenv}/bin/pyenv"
+    fi
+    if [ -n "$pyenv_bin" ]; then
         local root v
-        root=$(pyenv root)
-        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.10(\.[0-9]+)?$' | sort -t. -k3 -n -r); do
+        root=$("$pyenv_bin" root)
+        for v in $("$pyenv_bin" versions --bare 2>/dev/null | grep -E '^3\.10(\.[0-9]+)?$' | sort -t. -k3 -n -r); do
             cand="$root/versions/$v/bin/python3.10"
             if is_py310 "$cand"; then echo "$cand"; return 0; fi
         done
