@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env test test-fast demo clean
+.PHONY: env test test-fast demo bench clean
 
 env:
 	@bash scripts/setup_env.sh
@@ -16,6 +16,11 @@ test-fast: env
 demo: env
 	$(PY) train_net.py --config-file configs/Synthetic/faster_rcnn_tiny_FPN_demo.yaml \
 		--num-gpus 1 OUTPUT_DIR output/demo
+
+# The accuracy + speed benchmark suite (not part of CI; hours on a CPU). BENCH_ARGS: see
+# `benchmarks/suite.py --help`, e.g. make bench BENCH_ARGS="--jobs 2".
+bench: env
+	$(PY) benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf output .pytest_cache

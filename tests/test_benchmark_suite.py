@@ -1,0 +1,76 @@
+"""The benchmark suite's entry point runs end to end (`suite.py --quick`), so it does not rot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+# suite.py's method keys and labels, written out: a method dropped from the suite fails here.
+METHODS = {
+    "faster_rcnn": "Faster R-CNN, random sampling",
+    "ohem": "OHEM (paper)",
+    "ohem_mmdet": "OHEM (MMDetection)",
+    "iou_balanced": "IoU-balanced sampling",
+    "retinanet": "RetinaNet",
+    "retinanet_atss": "RetinaNet + ATSS assignment",
+    "atss": "ATSS",
+}
+
+
+@pytest.mark.slow
+def test_suite_quick(tmp_path):
+    out = tmp_path / "bench"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "suite.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:]
+
+    results = json.loads((out / "benchmarks.json").read_text())
+    assert results["settings"]["quick"] and results["settings"]["iters"] == 2
+    assert results["settings"]["train_dataset"] == "synthetic_mini_train"
+    assert {m["key"] for m in results["methods"]} == set(METHODS)
+    for key in METHODS:
+        (run,) = results["synthetic"][key]  # one seed
+        assert run["iterations"] == 2 and len(run["ap_curve"]) >= 1
+        assert set(run["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+        assert run["peak_rss_mb"] > 0
+    assert set(results["speed"]) == {"bench_atss", "bench_ohem", "bench_iou_balanced"}
+    for k in ("cpu_model", "usable_cores", "torch", "detectron2"):
+        assert results["machine"][k]
+    assert results["wall_s"] > 0 and results["date"]
+
+    md = (out / "benchmarks.md").read_text()
+    table_rows = [line for line in md.splitlines() if line.startswith("| ")]
+    for label in METHODS.values():
+        # an accuracy row and a training-speed row per method
+        assert sum(line.startswith(f"| {label} |") for line in table_rows) >= 2, label
+    for fam in ("rcnn", "retinanet"):
+        png = out / "images" / f"benchmarks_{fam}_ap.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"images/benchmarks_{fam}_ap.png" in md
+
+    # Resumable: a second invocation finds every result and trains nothing.
+    (out / "benchmarks.md").unlink()
+    again = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "suite.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert "  run  " not in again.stdout and "skip" in again.stdout
+    assert (out / "benchmarks.md").is_file()
