@@ -21,7 +21,6 @@ The config system is chosen by the file's suffix:
 Under ``torchrun`` the workers are torchrun's (env:// initialisation); see scripts/.
 """
 import logging
-import os
 import sys
 
 import d2_sampling  # noqa: F401  (registers models and datasets in every worker)

@@ -24,7 +24,6 @@ IoU-balanced sampling cost, measured side by side in one run.
 """
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -42,16 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import d2_sampling  # noqa: E402,F401  (registers models and datasets)
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.modeling.matcher import Matcher  # noqa: E402
 from detectron2.modeling.sampling import subsample_labels  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
-from d2_sampling import add_d2_sampling_config  # noqa: E402
+from _common import fixed_batch, load_cfg  # noqa: E402
 from d2_sampling.modeling import iou_balanced_subsample  # noqa: E402
 
 NUM_CLASSES = 80
@@ -318,21 +314,6 @@ VARIANTS = [
 ]
 
 
-def load_cfg(config, opts):
-    cfg = get_cfg()
-    add_d2_sampling_config(cfg)
-    cfg.merge_from_file(str(REPO / "configs" / config))
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
-
-
-def fixed_batch(cfg, num_images, size):
-    """``num_images`` annotated synthetic images, mapped once at a fixed size (no flip)."""
-    dicts = [d for d in DatasetCatalog.get("synthetic_mini_train") if d["annotations"]]
-    mapper = DatasetMapper(cfg, is_train=True)
-    mapper.augmentations = T.AugmentationList([T.ResizeShortestEdge(size, max_size=448)])
-    return [mapper(copy.deepcopy(d)) for d in dicts[:num_images]]
 
 
 def bench_iterations(args):
