@@ -15,12 +15,14 @@ def coco_tiny_available() -> bool:
     return (COCO_TINY / "annotations" / "instances_val2017.json").is_file()
 
 
-def run_train_net(*args, timeout=900, check=True, env=None):
+def run_script(script, *args, timeout=900, check=True, env=None):
     """
-    Run ``python train_net.py *args`` from the repository root.
+    Run ``python <script> *args`` (a path relative to the repository root) from the root, one
+    torch thread, unbuffered.
 
     Returns:
-        subprocess.CompletedProcess with ``stdout`` (stderr merged in).
+        subprocess.CompletedProcess with ``stdout`` (stderr merged in). With ``check``, a
+        non-zero exit raises ``AssertionError`` showing the end of the output.
     """
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -28,7 +30,7 @@ def run_train_net(*args, timeout=900, check=True, env=None):
     if env:
         full_env.update(env)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), *map(str, args)],
+        [sys.executable, str(REPO / script), *map(str, args)],
         cwd=REPO,
         env=full_env,
         stdout=subprocess.PIPE,
@@ -38,10 +40,15 @@ def run_train_net(*args, timeout=900, check=True, env=None):
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"train_net.py {' '.join(map(str, args))} exited {proc.returncode}:\n"
+            f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n"
             + proc.stdout[-6000:]
         )
     return proc
+
+
+def run_train_net(*args, timeout=900, check=True, env=None):
+    """Run ``python train_net.py *args`` (see ``run_script``)."""
+    return run_script("train_net.py", *args, timeout=timeout, check=check, env=env)
 
 
 def read_metrics(output_dir):

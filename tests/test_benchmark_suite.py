@@ -1,13 +1,10 @@
 """The benchmark suite's entry point runs end to end (`suite.py --quick`), so it does not rot."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import run_script
 
 # suite.py's method keys and labels, written out: a method dropped from the suite fails here.
 METHODS = {
@@ -24,17 +21,7 @@ METHODS = {
 @pytest.mark.slow
 def test_suite_quick(tmp_path):
     out = tmp_path / "bench"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "suite.py"), "--quick", "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:]
+    run_script("benchmarks/suite.py", "--quick", "--out", out, timeout=600)
 
     results = json.loads((out / "benchmarks.json").read_text())
     assert results["settings"]["quick"] and results["settings"]["iters"] == 2
@@ -62,15 +49,6 @@ def test_suite_quick(tmp_path):
 
     # Resumable: a second invocation finds every result and trains nothing.
     (out / "benchmarks.md").unlink()
-    again = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "suite.py"), "--quick", "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stdout[-6000:]
+    again = run_script("benchmarks/suite.py", "--quick", "--out", out, timeout=120)
     assert "  run  " not in again.stdout and "skip" in again.stdout
     assert (out / "benchmarks.md").is_file()

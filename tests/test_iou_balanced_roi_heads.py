@@ -24,6 +24,7 @@ from helpers import (
     CONFIGS,
     coco_tiny_available,
     read_metrics,
+    run_script,
     run_train_net,
     write_empty_images_dataset,
 )
@@ -305,26 +306,8 @@ def test_e2e_yacs_two_process(tmp_path):
 @pytest.mark.slow
 def test_benchmark_quick(tmp_path):
     """benchmarks/bench_iou_balanced.py --quick: one tiny iteration of everything."""
-    import subprocess
-    import sys
-
-    from helpers import REPO
-
     out = tmp_path / "bench.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks/bench_iou_balanced.py"),
-            "--quick",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        check=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-    )
+    run_script("benchmarks/bench_iou_balanced.py", "--quick", "--json", out, timeout=300)
     result = json.loads(out.read_text())
     samplers = {r["sampler"] for r in result["sampling"]}
     assert any("MMDetection" in s for s in samplers) and any("Detectron2" in s for s in samplers)

@@ -34,6 +34,7 @@ from helpers import (
     REPO,
     coco_tiny_available,
     read_metrics,
+    run_script,
     run_train_net,
     write_empty_images_dataset,
 )
@@ -488,21 +489,7 @@ def test_e2e_lazy_mask_rcnn_with_override(tmp_path):
 def test_benchmark_quick_runs(tmp_path):
     """benchmarks/bench_ohem.py --quick: one tiny iteration of everything, so it does not rot."""
     out = tmp_path / "bench.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_ohem.py"),
-            "--quick",
-            "--r50",
-            "--json",
-            out,
-        ],
-        check=True,
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    run_script("benchmarks/bench_ohem.py", "--quick", "--r50", "--json", out)
     result = json.loads(out.read_text())
     assert len(result["iterations"]) == 5
     assert all(r["median_s"] > 0 and r["ratio"] > 0 for r in result["iterations"])
