@@ -87,6 +87,13 @@ BENCHES = ["bench_atss", "bench_ohem", "bench_iou_balanced"]
 # The synthetic configs' schedule (configs/Base-Synthetic-*.yaml): 600 iterations, 100 warm-up,
 # decays at 480 and 560. --iters rescales it so that a shorter run keeps the same shape.
 BASE_ITERS, BASE_WARMUP, BASE_STEPS = 600, 100, (480, 560)
+# The suite's default budget: 21 synthetic runs (7 configs x 3 seeds) must finish, with their
+# evaluations, the coco_tiny rows and the speed scripts, within 2 hours on 2 CPU cores. Measured
+# with 2 runs at a time, 1 thread each: ~1.2 s / iteration for the Faster R-CNN configs, ~0.8 s
+# for RetinaNet / ATSS, ~15-20 s per evaluation of synthetic_val. 600 iterations would take
+# ~3 h; 400 iterations (schedule rescaled: warm-up 67, decays at 320 and 373) with evaluations
+# every 100 fit in ~1 h 45 min.
+SUITE_ITERS, SUITE_JOBS = 400, 2
 
 
 def method_table():
@@ -329,7 +336,7 @@ def run_suite(args, out, work, log):
         if unknown:
             raise SystemExit(f"suite.py: unknown --methods {sorted(unknown)}")
         methods = [m for m in methods if m["key"] in args.methods]
-    iters = args.iters if args.iters is not None else (2 if args.quick else BASE_ITERS)
+    iters = args.iters if args.iters is not None else (2 if args.quick else SUITE_ITERS)
     eval_period = args.eval_period if args.eval_period is not None else (0 if args.quick else 100)
     seeds = list(range(args.seeds))
     common = schedule_opts(iters, args.quick) + ["TEST.EVAL_PERIOD", eval_period]
@@ -346,9 +353,11 @@ def run_suite(args, out, work, log):
         ]
     common += ["SOLVER.CHECKPOINT_PERIOD", 10**7]  # only model_final: runs restart, not resume
 
+    # Seed-major: every method's seed-0 run comes before any seed-1 run, so the runs sharing
+    # the machine at any time are a mix of methods, not one method's seeds side by side.
     jobs = []
-    for m in methods:
-        for s in seeds:
+    for s in seeds:
+        for m in methods:
             jobs.append((m, s, work / "synthetic" / m["key"] / f"seed{s}", common, []))
     # --quick leaves coco_tiny out unless --coco asks for it (7 more runs: ~2 min on 2 cores).
     use_coco = (args.coco or not (args.no_coco or args.quick)) and coco_tiny_available()
@@ -604,11 +613,13 @@ def render(results, out):
         for m in ms:
             s = summary[m["key"]]
             cells = [_pm(s[k]) for k in METRICS]
-            if m["baseline"]:
+            if not m["baseline"]:
+                d, v = ["(baseline)", "", ""], ""
+            elif "delta_AP" in s:
                 d = [_pm(s["delta_" + k], signed=True) for k in ("AP", "AP50", "AP75")]
                 v = verdict(s["delta_AP"])
-            else:
-                d, v = ["(baseline)", "", ""], ""
+            else:  # --methods left the baseline out
+                d, v = ["(no baseline run)", "", ""], ""
             L.append(f"| {m['label']} | " + " | ".join(cells + d) + f" | {v} |")
         L.append("")
         if fam in plots:
@@ -749,7 +760,7 @@ def main(argv=None):
     parser.add_argument("--out", help="folder for benchmarks.json/.md and images/ (default docs/)")
     parser.add_argument("--work-dir", help="training runs (default output/bench, quick: OUT/runs)")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per config (default 3; quick 1)")
-    parser.add_argument("--iters", type=int, help="iterations per run (default 600: the configs')")
+    parser.add_argument("--iters", type=int, help=f"iterations per run (default {SUITE_ITERS}; the configs' own: {BASE_ITERS})")
     parser.add_argument(
         "--eval-period",
         type=int,
@@ -759,7 +770,7 @@ def main(argv=None):
         "--methods", nargs="+", help="subset of: " + " ".join(k for k, *_ in METHODS)
     )
     parser.add_argument(
-        "--jobs", type=int, default=None, help="training runs at a time (default 1; quick: 2)"
+        "--jobs", type=int, default=None, help=f"training runs at a time (default {SUITE_JOBS})"
     )
     parser.add_argument(
         "--threads",
@@ -797,7 +808,7 @@ def main(argv=None):
         return results
 
     if args.jobs is None:
-        args.jobs = 2 if args.quick else 1
+        args.jobs = SUITE_JOBS
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
     if args.threads is None:
@@ -819,6 +830,8 @@ def main(argv=None):
     # Wall time accumulates over resumed invocations (kept in the work dir).
     clock_file = work / "wall_s.json"
     prior = json.loads(clock_file.read_text())["wall_s"] if clock_file.is_file() else 0.0
+    # Described before the runs: the commit recorded is the code that ran.
+    machine = machine_description()
     t0 = time.time()
     results = run_suite(args, out, work, log)
     wall = prior + time.time() - t0
@@ -827,7 +840,7 @@ def main(argv=None):
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         wall_s=wall,
         resumed=prior > 0,
-        machine=machine_description(),
+        machine=machine,
         command="python benchmarks/suite.py "
         + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),
     )
