@@ -83,6 +83,23 @@ METHODS = [
 ]
 FAMILIES = {"rcnn": "Faster R-CNN (TinyNet-FPN)", "retinanet": "RetinaNet / ATSS (TinyNet-FPN)"}
 METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+# What each sampler did, from the training scalars in metrics.json (median over the logged
+# windows of a run): the evidence to read when a method does not beat its baseline.
+DIAGNOSTICS = [
+    "roi_head/num_fg_samples",  # foreground RoIs trained per image
+    "roi_head/num_bg_samples",
+    "roi_head/ohem_pool_size",  # RoIs scored by OHEM's read-only pass per image
+    "roi_head/ohem_pool_fg",
+    "roi_head/ohem_loss_pool",  # mean ranking loss of the pool / of the selected RoIs
+    "roi_head/ohem_loss_selected",
+    "roi_head/iou_balanced_neg_mean_iou",  # mean IoU (with any GT) of the sampled negatives
+    "fast_rcnn/fg_cls_accuracy",
+    "num_pos_anchors",  # positive anchors per image (RetinaNet, ATSS)
+    "atss/num_pos_per_gt",
+    "atss/gt_without_pos",
+    "atss/iou_threshold",
+    "total_loss",
+]
 BENCHES = ["bench_atss", "bench_ohem", "bench_iou_balanced"]
 # The synthetic configs' schedule (configs/Base-Synthetic-*.yaml): 600 iterations, 100 warm-up,
 # decays at 480 and 560. --iters rescales it so that a shorter run keeps the same shape.
@@ -132,7 +149,10 @@ def run_train(method, seed, out_dir, opts, extra_args, threads, log, keep_checkp
     result_file = out_dir / "result.json"
     if result_file.is_file():
         log(f"  skip {out_dir} (done)")
-        return json.loads(result_file.read_text())
+        result = json.loads(result_file.read_text())
+        if (out_dir / "metrics.json").is_file():  # re-read: picks up newly parsed statistics
+            result.update(parse_metrics(out_dir / "metrics.json"))
+        return result
     if out_dir.exists():  # an interrupted run: start it over, same seed, same result
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -207,6 +227,11 @@ def parse_metrics(path):
         "iter_time_s": statistics.median(times) if times else None,
         "data_time_s": statistics.median(data_times) if data_times else None,
         "iterations": max((r.get("iteration", 0) for r in records), default=0),
+        "diagnostics": {
+            k: statistics.median(vs)
+            for k in DIAGNOSTICS
+            if (vs := [r[k] for r in records if isinstance(r.get(k), (int, float))])
+        },
     }
 
 
@@ -577,7 +602,13 @@ def render(results, out):
         "",
         f"- date: {results['date']}; wall time of the suite: "
         f"{_fmt_duration(results['wall_s'])}"
-        + (" (resumed; summed over sessions)" if results.get("resumed") else ""),
+        + (
+            " (resumed; summed over invocations, resumed at commit(s) "
+            + ", ".join(f"`{c[:10]}`" for c in results.get("resumed_at_commits", []))
+            + ")"
+            if results.get("resumed")
+            else ""
+        ),
         f"- machine: {mach['cpu_model']}, {mach['usable_cores']} usable cores "
         f"({mach['cpu_count']} online), {mach['memory_gb']} GB; {mach['platform']}",
         f"- stack: Python {mach['python']}, torch {mach['torch']}, detectron2 "
@@ -625,6 +656,7 @@ def render(results, out):
         if fam in plots:
             rel = os.path.relpath(plots[fam], out)
             L += [f"![{title}: AP vs iteration]({rel})", ""]
+    L += render_diagnostics(results)
     if results.get("coco_tiny"):
         L += [
             "## coco_tiny (real images, pipeline check)",
@@ -666,6 +698,60 @@ def render(results, out):
     L += render_benches(results.get("speed", {}))
     (out / "benchmarks.md").write_text("\n".join(L).rstrip() + "\n")
     return out / "benchmarks.md"
+
+
+DIAGNOSTIC_COLUMNS = {
+    "rcnn": [
+        ("fg RoIs / img", "roi_head/num_fg_samples", 1),
+        ("bg RoIs / img", "roi_head/num_bg_samples", 1),
+        ("OHEM pool / img", "roi_head/ohem_pool_size", 0),
+        ("OHEM loss: pool", "roi_head/ohem_loss_pool", 3),
+        ("OHEM loss: selected", "roi_head/ohem_loss_selected", 3),
+        ("mean IoU of negatives", "roi_head/iou_balanced_neg_mean_iou", 3),
+        ("fg cls accuracy", "fast_rcnn/fg_cls_accuracy", 3),
+        ("total loss", "total_loss", 3),
+    ],
+    "retinanet": [
+        ("positive anchors / img", "num_pos_anchors", 1),
+        ("positives / GT", "atss/num_pos_per_gt", 2),
+        ("GTs without a positive", "atss/gt_without_pos", 3),
+        ("IoU threshold", "atss/iou_threshold", 3),
+        ("total loss", "total_loss", 3),
+    ],
+}
+
+
+def render_diagnostics(results):
+    """What each sampler did: training scalars, mean over seeds of each run's median."""
+    L = [
+        "## What the samplers did",
+        "",
+        "Training scalars from each run's metrics.json: the median over the run's logged "
+        "windows, averaged over seeds (- : the method does not log it). The total loss is not "
+        "comparable across methods that train on different samples.",
+        "",
+    ]
+    for fam, title in FAMILIES.items():
+        ms = [m for m in results["methods"] if m["family"] == fam]
+        if not ms:
+            continue
+        cols = DIAGNOSTIC_COLUMNS[fam]
+        L += [
+            f"### {title}",
+            "",
+            "| method | " + " | ".join(c[0] for c in cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
+        for m in ms:
+            cells = []
+            for _, key, nd in cols:
+                vals = [
+                    r.get("diagnostics", {}).get(key) for r in results["synthetic"][m["key"]]
+                ]
+                cells.append(_f(mean_std(vals)[0], nd))
+            L.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+        L.append("")
+    return L
 
 
 def render_benches(speed):
@@ -828,18 +914,30 @@ def main(argv=None):
         print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {msg}", flush=True)
 
     # Wall time accumulates over resumed invocations (kept in the work dir).
+    # The machine and commit of the first invocation are kept there too: a resumed suite
+    # reports the code its runs were trained with (and the commits that resumed it).
     clock_file = work / "wall_s.json"
-    prior = json.loads(clock_file.read_text())["wall_s"] if clock_file.is_file() else 0.0
-    # Described before the runs: the commit recorded is the code that ran.
-    machine = machine_description()
+    state = json.loads(clock_file.read_text()) if clock_file.is_file() else {}
+    prior = state.get("wall_s", 0.0)
+    now = machine_description()
+    machine = state.get("machine", now)
+    resumed_at = state.get("resumed_at_commits", []) + ([now["git_commit"]] if state else [])
+    # Written now as well, so that an interrupted first invocation keeps its machine and
+    # commit. (Its wall time is lost: the total then undercounts the runs it finished.)
+    clock_file.write_text(
+        json.dumps({"wall_s": prior, "machine": machine, "resumed_at_commits": resumed_at})
+    )
     t0 = time.time()
     results = run_suite(args, out, work, log)
     wall = prior + time.time() - t0
-    clock_file.write_text(json.dumps({"wall_s": wall}))
+    clock_file.write_text(
+        json.dumps({"wall_s": wall, "machine": machine, "resumed_at_commits": resumed_at})
+    )
     results.update(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         wall_s=wall,
-        resumed=prior > 0,
+        resumed_at_commits=resumed_at,
+        resumed=bool(state),
         machine=machine,
         command="python benchmarks/suite.py "
         + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),

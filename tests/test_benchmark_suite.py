@@ -32,6 +32,13 @@ def test_suite_quick(tmp_path):
         assert run["iterations"] == 2 and len(run["ap_curve"]) >= 1
         assert set(run["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
         assert run["peak_rss_mb"] > 0
+        assert run["diagnostics"]["total_loss"] > 0
+    # Each sampler's own training scalars reach the results (what the "samplers did" table reads).
+    assert results["synthetic"]["ohem"][0]["diagnostics"]["roi_head/ohem_pool_size"] > 0
+    iou_neg = results["synthetic"]["iou_balanced"][0]["diagnostics"]
+    assert 0 <= iou_neg["roi_head/iou_balanced_neg_mean_iou"] < 0.5
+    assert results["synthetic"]["atss"][0]["diagnostics"]["atss/num_pos_per_gt"] > 0
+    assert "roi_head/ohem_pool_size" not in results["synthetic"]["faster_rcnn"][0]["diagnostics"]
     assert set(results["speed"]) == {"bench_atss", "bench_ohem", "bench_iou_balanced"}
     for k in ("cpu_model", "usable_cores", "torch", "detectron2"):
         assert results["machine"][k]
@@ -52,3 +59,6 @@ def test_suite_quick(tmp_path):
     again = run_script("benchmarks/suite.py", "--quick", "--out", out, timeout=120)
     assert "  run  " not in again.stdout and "skip" in again.stdout
     assert (out / "benchmarks.md").is_file()
+    resumed = json.loads((out / "benchmarks.json").read_text())
+    assert resumed["resumed"] and resumed["machine"] == results["machine"]
+    assert resumed["wall_s"] >= results["wall_s"]

@@ -364,6 +364,12 @@ class TestOHEMConfig(unittest.TestCase):
             (mmdet.BATCH_SIZE_PER_IMAGE, mmdet.LOSS, mmdet.POSITIVE_FRACTION), (512, "cls", 0.25)
         )
         self.assertFalse(0 < mmdet.NMS_THRESH < 1)
+        # The synthetic MMDetection recipe keeps its baseline's sampler size, a part of the pool
+        # (512 would select all of a 500-proposal pool: no mining).
+        syn = tiny_cfg(config=pairs[4] + ".yaml")
+        ohem_batch = syn.MODEL.OHEM.BATCH_SIZE_PER_IMAGE
+        self.assertEqual(ohem_batch, syn.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE)
+        self.assertLess(ohem_batch, syn.MODEL.RPN.POST_NMS_TOPK_TRAIN / 2)
 
 
 class TestOHEMMaskRCNN(unittest.TestCase):
