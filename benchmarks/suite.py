@@ -81,6 +81,28 @@ METHODS = [
     ),
     ("atss", "ATSS", "Synthetic/atss_tiny_FPN.yaml", "retinanet", "retinanet"),
 ]
+# Controls (opt-in, --controls): runs that answer "why" when a method does not beat its
+# baseline. Not methods: each changes one setting of a suite config and is compared with the
+# suite run named by "compare" at the same seed(s).
+CONTROLS = [
+    dict(
+        key="ohem_128",
+        label="OHEM (paper recipe), 128 RoIs / image",
+        config="Synthetic/faster_rcnn_tiny_FPN_ohem.yaml",
+        opts=["MODEL.OHEM.BATCH_SIZE_PER_IMAGE", 128],
+        compare="faster_rcnn",
+        question="Is OHEM held back by training on half as many RoIs as the baseline (64 vs 128)?",
+    ),
+    dict(
+        key="faster_rcnn_64",
+        label="Faster R-CNN, random sampling, 64 RoIs / image",
+        config="Synthetic/faster_rcnn_tiny_FPN_demo.yaml",
+        opts=["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 64],
+        compare="ohem",
+        question="The paper's own comparison: random sampling and OHEM both train B/N = 64 RoIs "
+        "per image.",
+    ),
+]
 FAMILIES = {"rcnn": "Faster R-CNN (TinyNet-FPN)", "retinanet": "RetinaNet / ATSS (TinyNet-FPN)"}
 METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 # What each sampler did, from the training scalars in metrics.json (median over the logged
@@ -413,6 +435,16 @@ def run_suite(args, out, work, log):
                 )
             )
 
+    controls = []
+    if args.controls:
+        control_seeds = list(range(args.control_seeds))
+        for c in CONTROLS:
+            for s in control_seeds:
+                controls.append((c, s))
+                jobs.append(
+                    (c, s, work / "controls" / c["key"] / f"seed{s}", common + c["opts"], [])
+                )
+
     def do(job):
         m, s, d, opts, extra = job
         return d, run_train(m, s, d, opts, extra, args.threads, log, args.keep_checkpoints)
@@ -446,6 +478,12 @@ def run_suite(args, out, work, log):
         else {}
     )
 
+    control_runs = {}
+    for c, s in controls:
+        control_runs.setdefault(c["key"], []).append(
+            done[work / "controls" / c["key"] / f"seed{s}"]
+        )
+
     if not args.no_speed and not args.quick:
         # Alone on the machine, after the training runs: these are timings.
         log("speed suite")
@@ -469,6 +507,9 @@ def run_suite(args, out, work, log):
         },
         "synthetic": synthetic,
         "coco_tiny": coco,
+        "controls": [
+            dict(c, runs=control_runs[c["key"]]) for c in CONTROLS if c["key"] in control_runs
+        ],
         "speed": speed,
     }
 
@@ -620,6 +661,13 @@ def render(results, out):
         f" seeds {st['seeds']}; {st['threads_per_run']} thread(s) per run, "
         f"{st['parallel_runs']} run(s) at a time",
     ]
+    control_runs = [r for c in results.get("controls") or [] for r in c["runs"]]
+    if control_runs:
+        L.append(
+            f"- of that wall time, the {len(control_runs)} opt-in control runs (`--controls`) "
+            f"took about {_fmt_duration(sum(r['wall_s'] for r in control_runs) / st['parallel_runs'])}"
+            " (their summed run time / runs at a time)"
+        )
     if st["quick"]:
         L += ["", "**Quick run (`--quick`): a smoke test of the suite, the numbers mean nothing.**"]
     L += [
@@ -657,6 +705,7 @@ def render(results, out):
             rel = os.path.relpath(plots[fam], out)
             L += [f"![{title}: AP vs iteration]({rel})", ""]
     L += render_diagnostics(results)
+    L += render_controls(results)
     if results.get("coco_tiny"):
         L += [
             "## coco_tiny (real images, pipeline check)",
@@ -721,14 +770,52 @@ DIAGNOSTIC_COLUMNS = {
 }
 
 
+def render_controls(results):
+    """The opt-in control runs against the suite run each is compared with, seed by seed."""
+    controls = results.get("controls") or []
+    if not controls:
+        return []
+    labels = {m["key"]: m["label"] for m in results["methods"]}
+    L = [
+        "## Controls",
+        "",
+        "Opt-in runs (`--controls`) that change one setting of a suite config, to explain a "
+        "result; same schedule and data, compared with the suite run of the same seed(s). "
+        "AP: mean over the control's seeds.",
+        "",
+        "| control | question | seeds | AP | AP50 | compared with | its AP (same seeds) | Δ AP |",
+        "|---|---|---|---:|---:|---|---:|---:|",
+    ]
+    for c in controls:
+        runs = c["runs"]
+        ref = {r["seed"]: r for r in results["synthetic"].get(c["compare"], [])}
+        seeds = [r["seed"] for r in runs]
+        ap = mean_std([r["metrics"]["AP"] for r in runs])
+        ap50 = mean_std([r["metrics"]["AP50"] for r in runs])
+        ref_ap = mean_std([ref[s]["metrics"]["AP"] for s in seeds if s in ref])
+        pairs = [
+            (r["metrics"]["AP"], ref[r["seed"]]["metrics"]["AP"]) for r in runs if r["seed"] in ref
+        ]
+        delta = mean_std([a - b for a, b in pairs if a is not None and b is not None])
+        L.append(
+            f"| {c['label']} | {c['question']} | {seeds} | {_f(ap[0])} | {_f(ap50[0])} | "
+            f"{labels.get(c['compare'], c['compare'])} | {_f(ref_ap[0])} | "
+            f"{_f(delta[0]) if delta[0] is None else f'{delta[0]:+.1f}'} |"
+        )
+    L.append("")
+    return L
+
+
 def render_diagnostics(results):
     """What each sampler did: training scalars, mean over seeds of each run's median."""
     L = [
         "## What the samplers did",
         "",
         "Training scalars from each run's metrics.json: the median over the run's logged "
-        "windows, averaged over seeds (- : the method does not log it). The total loss is not "
-        "comparable across methods that train on different samples.",
+        "windows, averaged over seeds (- : the method does not log it). The losses and the "
+        "foreground classification accuracy are measured on the RoIs each method trains on, so "
+        "they do not compare across methods: OHEM trains on the RoIs it got most wrong, whose "
+        "accuracy is low by construction.",
         "",
     ]
     for fam, title in FAMILIES.items():
@@ -745,9 +832,7 @@ def render_diagnostics(results):
         for m in ms:
             cells = []
             for _, key, nd in cols:
-                vals = [
-                    r.get("diagnostics", {}).get(key) for r in results["synthetic"][m["key"]]
-                ]
+                vals = [r.get("diagnostics", {}).get(key) for r in results["synthetic"][m["key"]]]
                 cells.append(_f(mean_std(vals)[0], nd))
             L.append(f"| {m['label']} | " + " | ".join(cells) + " |")
         L.append("")
@@ -846,7 +931,11 @@ def main(argv=None):
     parser.add_argument("--out", help="folder for benchmarks.json/.md and images/ (default docs/)")
     parser.add_argument("--work-dir", help="training runs (default output/bench, quick: OUT/runs)")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per config (default 3; quick 1)")
-    parser.add_argument("--iters", type=int, help=f"iterations per run (default {SUITE_ITERS}; the configs' own: {BASE_ITERS})")
+    parser.add_argument(
+        "--iters",
+        type=int,
+        help=f"iterations per run (default {SUITE_ITERS}; the configs' own: {BASE_ITERS})",
+    )
     parser.add_argument(
         "--eval-period",
         type=int,
@@ -873,6 +962,14 @@ def main(argv=None):
     )
     parser.add_argument("--coco-iters", type=int, help="iterations of a coco_tiny run (100)")
     parser.add_argument("--no-speed", action="store_true", help="skip the bench_*.py scripts")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="also run the control runs (CONTROLS: one setting changed, to explain a result)",
+    )
+    parser.add_argument(
+        "--control-seeds", type=int, default=1, help="seeds 0..N-1 per control run (default 1)"
+    )
     parser.add_argument(
         "--render-only",
         action="store_true",

@@ -21,7 +21,7 @@ METHODS = {
 @pytest.mark.slow
 def test_suite_quick(tmp_path):
     out = tmp_path / "bench"
-    run_script("benchmarks/suite.py", "--quick", "--out", out, timeout=600)
+    run_script("benchmarks/suite.py", "--quick", "--controls", "--out", out, timeout=600)
 
     results = json.loads((out / "benchmarks.json").read_text())
     assert results["settings"]["quick"] and results["settings"]["iters"] == 2
@@ -49,6 +49,13 @@ def test_suite_quick(tmp_path):
     for label in METHODS.values():
         # an accuracy row and a training-speed row per method
         assert sum(line.startswith(f"| {label} |") for line in table_rows) >= 2, label
+    # The opt-in controls ran, each compared with its suite run of the same seed.
+    assert [c["key"] for c in results["controls"]] == ["ohem_128", "faster_rcnn_64"]
+    for c in results["controls"]:
+        (run,) = c["runs"]
+        assert run["method"] == c["key"] and run["iterations"] == 2
+        assert f"| {c['label']} |" in md
+    assert "## What the samplers did" in md and "## Controls" in md
     for fam in ("rcnn", "retinanet"):
         png = out / "images" / f"benchmarks_{fam}_ap.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -56,7 +63,7 @@ def test_suite_quick(tmp_path):
 
     # Resumable: a second invocation finds every result and trains nothing.
     (out / "benchmarks.md").unlink()
-    again = run_script("benchmarks/suite.py", "--quick", "--out", out, timeout=120)
+    again = run_script("benchmarks/suite.py", "--quick", "--controls", "--out", out, timeout=120)
     assert "  run  " not in again.stdout and "skip" in again.stdout
     assert (out / "benchmarks.md").is_file()
     resumed = json.loads((out / "benchmarks.json").read_text())
