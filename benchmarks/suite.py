@@ -257,6 +257,75 @@ def parse_metrics(path):
     }
 
 
+ERROR_TYPES = ["tp", "duplicate", "wrong_class", "localization", "background"]
+
+
+def error_profile(detections_file, gt_file):
+    """
+    What the final detections are, at a fixed operating point: the top N detections of the
+    test set by score, N = the number of ground-truth boxes, each put in one class, in score
+    order (greedy, as COCO's matching):
+
+    - ``tp``: IoU >= 0.5 with a not yet matched GT box of its class;
+    - ``duplicate``: IoU >= 0.5 with a GT box of its class already matched;
+    - ``wrong_class``: IoU >= 0.5 only with GT boxes of other classes;
+    - ``localization``: best IoU with any GT box in [0.1, 0.5);
+    - ``background``: IoU < 0.1 with every GT box.
+
+    A rank-based cut, not a score threshold, so that methods whose scores are calibrated
+    differently (OHEM trains on hard RoIs only) are compared at the same number of detections.
+
+    Returns:
+        dict: the fraction of the N detections of each type, ``recall`` (= tp fraction, the
+        share of GT boxes found) and ``n``; None when a file is missing.
+    """
+    import numpy as np
+
+    if not (Path(detections_file).is_file() and Path(gt_file).is_file()):
+        return None
+    gt = json.loads(Path(gt_file).read_text())
+    boxes, classes = {}, {}
+    for a in gt["annotations"]:
+        if a.get("iscrowd", 0):
+            continue
+        x, y, w, h = a["bbox"]
+        boxes.setdefault(a["image_id"], []).append([x, y, x + w, y + h])
+        classes.setdefault(a["image_id"], []).append(a["category_id"])
+    boxes = {k: np.asarray(v, dtype=np.float64) for k, v in boxes.items()}
+    classes = {k: np.asarray(v) for k, v in classes.items()}
+    matched = {k: np.zeros(len(v), dtype=bool) for k, v in boxes.items()}
+    n = sum(len(v) for v in boxes.values())
+    dets = sorted(json.loads(Path(detections_file).read_text()), key=lambda d: -d["score"])[:n]
+    counts = dict.fromkeys(ERROR_TYPES, 0)
+    for d in dets:
+        g = boxes.get(d["image_id"])
+        if g is None or len(g) == 0:
+            counts["background"] += 1
+            continue
+        x, y, w, h = d["bbox"]
+        iw = np.clip(np.minimum(x + w, g[:, 2]) - np.maximum(x, g[:, 0]), 0, None)
+        ih = np.clip(np.minimum(y + h, g[:, 3]) - np.maximum(y, g[:, 1]), 0, None)
+        inter = iw * ih
+        iou = inter / (w * h + (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]) - inter)
+        same = classes[d["image_id"]] == d["category_id"]
+        free = same & ~matched[d["image_id"]] & (iou >= 0.5)
+        if free.any():
+            j = int(np.argmax(np.where(free, iou, -1.0)))
+            matched[d["image_id"]][j] = True
+            counts["tp"] += 1
+        elif (same & (iou >= 0.5)).any():
+            counts["duplicate"] += 1
+        elif (iou >= 0.5).any():
+            counts["wrong_class"] += 1
+        elif (iou >= 0.1).any():
+            counts["localization"] += 1
+        else:
+            counts["background"] += 1
+    out = {k: v / n for k, v in counts.items()} if n else dict.fromkeys(ERROR_TYPES, None)
+    out.update(recall=out["tp"], n=n)
+    return out
+
+
 def _num(x):
     """COCOeval writes NaN for an empty area range; JSON wants null."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -472,6 +541,15 @@ def run_suite(args, out, work, log):
     synthetic = {
         m["key"]: [done[work / "synthetic" / m["key"] / f"seed{s}"] for s in seeds] for m in methods
     }
+    # Error profile of each synthetic run's final detections (cheap: recomputed every time).
+    from d2_sampling.data.synthetic import synthetic_paths
+
+    test_name = "synthetic_mini_val" if args.quick else "synthetic_val"
+    gt_file = synthetic_paths(test_name)[0]
+    for m in methods:
+        for s, r in zip(seeds, synthetic[m["key"]]):
+            dets = work / "synthetic" / m["key"] / f"seed{s}" / "inference" / test_name
+            r["errors"] = error_profile(dets / "coco_instances_results.json", gt_file)
     coco = (
         {m["key"]: done[work / "coco_tiny" / m["key"] / "seed0"] for m in methods}
         if use_coco
@@ -706,6 +784,7 @@ def render(results, out):
             rel = os.path.relpath(plots[fam], out)
             L += [f"![{title}: AP vs iteration]({rel})", ""]
     L += render_diagnostics(results)
+    L += render_errors(results)
     L += render_controls(results)
     if results.get("coco_tiny"):
         L += [
@@ -769,6 +848,32 @@ DIAGNOSTIC_COLUMNS = {
         ("total loss", "total_loss", 3),
     ],
 }
+
+
+def render_errors(results):
+    """Error profile of the final detections (see ``error_profile``), mean over seeds."""
+    if not any(r.get("errors") for rs in results["synthetic"].values() for r in rs):
+        return []
+    L = [
+        "## What the final detections are",
+        "",
+        "The top N detections on the test set by score, N = its number of ground-truth boxes "
+        "(a rank cut, so scores calibrated differently compare fairly), each classified in "
+        "score order: found a GT box (IoU >= 0.5, its class, first match: the recall at N), "
+        "duplicate of a found box, right place but wrong class, poorly localised (best IoU "
+        "0.1-0.5), or background (IoU < 0.1 with every GT box). % of N, mean over seeds.",
+        "",
+        "| method | found (recall) | duplicate | wrong class | poorly localised | background |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in results["methods"]:
+        runs = [r["errors"] for r in results["synthetic"][m["key"]] if r.get("errors")]
+        cells = [
+            _f(mean_std([100 * e[k] for e in runs if e[k] is not None])[0]) for k in ERROR_TYPES
+        ]
+        L.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    L.append("")
+    return L
 
 
 def render_controls(results):

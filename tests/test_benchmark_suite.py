@@ -33,6 +33,7 @@ def test_suite_quick(tmp_path):
         assert set(run["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
         assert run["peak_rss_mb"] > 0
         assert run["diagnostics"]["total_loss"] > 0
+        assert run["errors"]["n"] > 0  # error profile of the final detections
     # Each sampler's own training scalars reach the results (what the "samplers did" table reads).
     assert results["synthetic"]["ohem"][0]["diagnostics"]["roi_head/ohem_pool_size"] > 0
     iou_neg = results["synthetic"]["iou_balanced"][0]["diagnostics"]
@@ -56,6 +57,7 @@ def test_suite_quick(tmp_path):
         assert run["method"] == c["key"] and run["iterations"] == 2
         assert f"| {c['label']} |" in md
     assert "## What the samplers did" in md and "## Controls" in md
+    assert "## What the final detections are" in md
     for fam in ("rcnn", "retinanet"):
         png = out / "images" / f"benchmarks_{fam}_ap.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -69,3 +71,47 @@ def test_suite_quick(tmp_path):
     resumed = json.loads((out / "benchmarks.json").read_text())
     assert resumed["resumed"] and resumed["machine"] == results["machine"]
     assert resumed["wall_s"] >= results["wall_s"]
+
+
+def _load_suite():
+    import importlib.util
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_suite", REPO / "benchmarks" / "suite.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_error_profile_classifies_each_detection(tmp_path):
+    """Tiny exact case: one detection of each type, in score order, over 5 GT boxes."""
+    suite = _load_suite()
+    gt = {
+        "images": [{"id": 1}, {"id": 2}],
+        "categories": [{"id": 1}, {"id": 2}],
+        "annotations": [
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 0},
+            {"image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10], "iscrowd": 0},
+            {"image_id": 1, "category_id": 1, "bbox": [80, 0, 10, 10], "iscrowd": 0},
+            {"image_id": 2, "category_id": 1, "bbox": [0, 0, 20, 20], "iscrowd": 0},
+            {"image_id": 2, "category_id": 2, "bbox": [40, 40, 20, 20], "iscrowd": 0},
+            {"image_id": 2, "category_id": 1, "bbox": [0, 0, 99, 99], "iscrowd": 1},  # ignored
+        ],
+    }
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},  # tp
+        {"image_id": 1, "category_id": 1, "bbox": [1, 0, 10, 10], "score": 0.8},  # duplicate
+        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.7},  # wrong class
+        {"image_id": 2, "category_id": 1, "bbox": [0, 0, 20, 5], "score": 0.6},  # IoU .25: loc.
+        {"image_id": 2, "category_id": 2, "bbox": [200, 200, 5, 5], "score": 0.5},  # background
+        {"image_id": 2, "category_id": 2, "bbox": [40, 40, 20, 20], "score": 0.1},  # beyond N
+    ]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    e = suite.error_profile(tmp_path / "dets.json", tmp_path / "gt.json")
+    assert e["n"] == 5
+    for k in ("tp", "duplicate", "wrong_class", "localization", "background"):
+        assert e[k] == pytest.approx(0.2), k
+    assert e["recall"] == e["tp"]
+    assert suite.error_profile(tmp_path / "missing.json", tmp_path / "gt.json") is None
