@@ -51,7 +51,7 @@ def test_suite_quick(tmp_path):
         # an accuracy row and a training-speed row per method
         assert sum(line.startswith(f"| {label} |") for line in table_rows) >= 2, label
     # The opt-in controls ran, each compared with its suite run of the same seed.
-    assert [c["key"] for c in results["controls"]] == ["ohem_128", "faster_rcnn_64"]
+    assert [c["key"] for c in results["controls"]] == ["faster_rcnn_64", "retinanet_gn"]
     for c in results["controls"]:
         (run,) = c["runs"]
         assert run["method"] == c["key"] and run["iterations"] == 2
