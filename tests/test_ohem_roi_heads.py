@@ -497,7 +497,12 @@ def test_benchmark_quick_runs(tmp_path):
     out = tmp_path / "bench.json"
     run_script("benchmarks/bench_ohem.py", "--quick", "--r50", "--json", out)
     result = json.loads(out.read_text())
-    assert len(result["iterations"]) == 5
+    assert len(result["iterations"]) == 6
+    # Each OHEM row is timed against the random sampler of its own RoI count.
+    names = [r["variant"] for r in result["iterations"]]
+    assert names[-1] == "OHEM MMDetection: 128, cls, 25% fg" and "B=512" in names[-2]
+    assert result["iterations"][-1]["baseline"].startswith("Standard, 128 RoIs")
+    assert result["iterations"][-2]["baseline"].startswith("Standard, 512 RoIs")
     assert all(r["median_s"] > 0 and r["ratio"] > 0 for r in result["iterations"])
     assert set(result["iterations"][1]["steps_median_s"]) == {"label_pool", "score_pool", "select"}
     assert all(r["select_nms_median_s"] > 0 for r in result["selection"])
