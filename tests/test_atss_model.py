@@ -351,9 +351,13 @@ def test_e2e_yacs_retinanet_atss(tmp_path):
         "DATALOADER.FILTER_EMPTY_ANNOTATIONS",
         "False",
     )
-    last = check_training_metrics(out)
+    check_training_metrics(out)
+    # With empty images allowed, the last logged window may hold only GT-less images, which
+    # log no per-GT statistic: read the latest record that has one.
+    logged = [m for m in read_metrics(out) if "atss/num_candidates" in m]
+    assert logged
     # k x 9 anchors per location per level (fewer where a level is smaller): far above 5 x 9.
-    assert 5 * 9 < last["atss/num_candidates"] <= 5 * 81
+    assert 5 * 9 < logged[-1]["atss/num_candidates"] <= 5 * 81
 
 
 @pytest.mark.slow
