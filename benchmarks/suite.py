@@ -688,10 +688,7 @@ def plot_curves(results, images_dir):
 
     images_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for fam, title in FAMILIES.items():
-        ms = [m for m in results["methods"] if m["family"] == fam]
-        if not ms:
-            continue
+    for fam, title, ms in _families(results):
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
         for m in ms:
             by_iter = {}
@@ -775,10 +772,7 @@ def render(results, out):
         "when the mean Δ AP exceeds its std, else within noise.",
         "",
     ]
-    for fam, title in FAMILIES.items():
-        ms = [m for m in results["methods"] if m["family"] == fam]
-        if not ms:
-            continue
+    for fam, title, ms in _families(results):
         L += [
             f"### {title}",
             "",
@@ -929,6 +923,14 @@ def render_controls(results):
     return L
 
 
+def _families(results):
+    """(family key, title, its methods) for each family with at least one method in results."""
+    for fam, title in FAMILIES.items():
+        ms = [m for m in results["methods"] if m["family"] == fam]
+        if ms:
+            yield fam, title, ms
+
+
 def render_diagnostics(results):
     """What each sampler did: training scalars, mean over seeds of each run's median."""
     L = [
@@ -941,10 +943,7 @@ def render_diagnostics(results):
         "accuracy is low by construction.",
         "",
     ]
-    for fam, title in FAMILIES.items():
-        ms = [m for m in results["methods"] if m["family"] == fam]
-        if not ms:
-            continue
+    for fam, title, ms in _families(results):
         cols = DIAGNOSTIC_COLUMNS[fam]
         L += [
             f"### {title}",
