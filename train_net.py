@@ -17,73 +17,51 @@ The config system is chosen by the file's suffix:
     --num-gpus N           N workers on this machine (gloo on CPU when there is no CUDA)
     --num-machines M --machine-rank R --dist-url tcp://HOST:PORT    multi-machine
     --coco-dataset NAME JSON IMAGE_ROOT    register a COCO-format dataset (repeatable)
+    --check-weight-sync    after training, check that every worker holds the same weights
 
 Under ``torchrun`` the workers are torchrun's (env:// initialisation); see scripts/.
 """
-import logging
+
 import sys
 
-import d2_sampling  # noqa: F401  (registers models and datasets in every worker)
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.config import CfgNode, instantiate
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
-from d2_sampling.engine import launch
-from d2_sampling.engine.checkpoint import AtomicCheckpointer, resumable_checkpoint
-from d2_sampling.engine.lazy import do_test as lazy_test
-from d2_sampling.engine.lazy import do_train as lazy_train
-from d2_sampling.engine.setup import (
-    is_lazy_config,
-    load_lazy_config,
-    load_yacs_config,
-    register_cli_datasets,
-)
-from d2_sampling.engine.trainer import Trainer
 
-logger = logging.getLogger("d2_sampling")
-
-
-def main_yacs(args):
-    cfg = load_yacs_config(args.config_file, args.opts)
-    if args.resume:
-        resumable_checkpoint(cfg.OUTPUT_DIR)  # fail now, not after building everything
-    default_setup(cfg, args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        checkpointer = AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-        path = checkpointer.resumable_checkpoint() if args.resume else cfg.MODEL.WEIGHTS
-        checkpointer.resume_or_load(path, resume=False)
-        res = Trainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
-
-
-def main_lazy(args):
-    cfg = load_lazy_config(args.config_file, args.opts)
-    if args.resume:
-        resumable_checkpoint(cfg.train.output_dir)
-    default_setup(cfg, args)
-    if args.eval_only:
-        from detectron2.config import instantiate
-
-        model = instantiate(cfg.model)
-        model.to(cfg.train.device)
-        checkpointer = AtomicCheckpointer(model, save_dir=cfg.train.output_dir)
-        path = checkpointer.resumable_checkpoint() if args.resume else cfg.train.init_checkpoint
-        DetectionCheckpointer(model).load(path)
-        return lazy_test(cfg, model)
-    return lazy_train(cfg, resume=args.resume)
+import d2_sampling  # noqa: F401  (registers models and datasets in every worker)
+from d2_sampling.engine import Trainer, WeightSyncCheck, launch, setup
+from d2_sampling.engine.lazy import do_test, do_train
+from d2_sampling.engine.setup import is_lazy_config, output_dir
 
 
 def main(args):
-    register_cli_datasets(args.coco_dataset or [])
-    if is_lazy_config(args.config_file):
-        return main_lazy(args)
-    return main_yacs(args)
+    cfg = setup(args)
+    extra_hooks = [WeightSyncCheck(output_dir(cfg))] if args.check_weight_sync else []
+    if isinstance(cfg, CfgNode):
+        if args.eval_only:
+            model = Trainer.build_model(cfg)
+            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=args.resume
+            )
+            res = Trainer.test(cfg, model)
+            if comm.is_main_process():
+                verify_results(cfg, res)
+            return res
+        trainer = Trainer(cfg)
+        trainer.register_hooks(extra_hooks)
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
+
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        DetectionCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
+            cfg.train.init_checkpoint, resume=args.resume
+        )
+        return do_test(cfg, model)
+    return do_train(cfg, resume=args.resume, extra_hooks=extra_hooks)
 
 
 def build_parser():
@@ -94,6 +72,12 @@ def build_parser():
         action="append",
         metavar=("NAME", "JSON", "IMAGE_ROOT"),
         help="register a COCO-format dataset under NAME (repeatable)",
+    )
+    parser.add_argument(
+        "--check-weight-sync",
+        action="store_true",
+        help="after training, every worker hashes its weights into OUTPUT_DIR/"
+        "weights_digest.json; a mismatch between workers is an error",
     )
     return parser
 

@@ -1,4 +1,5 @@
 """Shared test utilities: paths, and running train_net.py in a subprocess."""
+
 import json
 import os
 import subprocess
@@ -40,15 +41,29 @@ def run_script(script, *args, timeout=900, check=True, env=None):
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n"
-            + proc.stdout[-6000:]
+            f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n" + proc.stdout[-6000:]
         )
     return proc
 
 
+def seeded(args):
+    """
+    ``args`` of ``train_net.py`` with a fixed seed (``SEED 0`` for a yacs config,
+    ``train.seed=0`` for a LazyConfig) unless they set one: the seed fixes the initial weights
+    and the data order, so a test's training run is the same every time.
+    """
+    args = [str(a) for a in args]
+    if "--config-file" not in args:
+        return args
+    config = args[args.index("--config-file") + 1]
+    if config.endswith(".py"):
+        return args if any(a.startswith("train.seed=") for a in args) else args + ["train.seed=0"]
+    return args if "SEED" in args else args + ["SEED", "0"]
+
+
 def run_train_net(*args, timeout=900, check=True, env=None):
-    """Run ``python train_net.py *args`` (see ``run_script``)."""
-    return run_script("train_net.py", *args, timeout=timeout, check=check, env=env)
+    """Run ``python train_net.py *args``, seeded (see ``seeded``, ``run_script``)."""
+    return run_script("train_net.py", *seeded(args), timeout=timeout, check=check, env=env)
 
 
 def read_metrics(output_dir):

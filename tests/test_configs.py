@@ -1,23 +1,25 @@
 """Every yaml and every LazyConfig under configs/ loads and builds its model on CPU."""
+
 import glob
 import os
 
 import pytest
 import torch
-
-import d2_sampling  # noqa: F401
 from detectron2.config import instantiate
 from detectron2.modeling import build_model
-from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
-
 from helpers import CONFIGS
 
+import d2_sampling  # noqa: F401
+from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
+
 YAMLS = sorted(
-    p for p in glob.glob(str(CONFIGS / "**" / "*.yaml"), recursive=True)
+    p
+    for p in glob.glob(str(CONFIGS / "**" / "*.yaml"), recursive=True)
     if not os.path.basename(p).startswith("Base-")
 )
 LAZIES = sorted(
-    p for p in glob.glob(str(CONFIGS / "**" / "*.py"), recursive=True)
+    p
+    for p in glob.glob(str(CONFIGS / "**" / "*.py"), recursive=True)
     if os.sep + "common" + os.sep not in p
 )
 
@@ -59,6 +61,20 @@ def test_lazy_config_builds(path):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+@pytest.mark.parametrize("path", LAZIES, ids=_rel)
+def test_lazy_config_evaluates_the_tasks_of_its_model(path):
+    """segm is evaluated iff the model has a mask head (Detectron2 would infer it per run)."""
+    from d2_sampling.evaluation import COCOEvaluator
+
+    cfg, model = _build_lazy(path)
+    evaluator = cfg.dataloader.evaluator
+    assert evaluator._target_ is COCOEvaluator, _rel(path)
+    roi_heads = getattr(model, "roi_heads", None)
+    mask_on = bool(getattr(roi_heads, "mask_on", False))
+    assert ("segm" in evaluator.tasks) == mask_on
+    assert "bbox" in evaluator.tasks
+
+
 TWINS = [p for p in YAMLS if os.path.splitext(p)[0] + ".py" in LAZIES]
 
 
@@ -91,6 +107,9 @@ def test_config_reference_is_up_to_date():
 
     from helpers import REPO
 
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "config_reference.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "config_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr

@@ -10,6 +10,7 @@ from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from d2_sampling.data import SYNTHETIC_CLASSES
+from d2_sampling.evaluation import COCOEvaluator
 from d2_sampling.modeling import TinyNet
 
 NUM_CLASSES = len(SYNTHETIC_CLASSES)
@@ -28,8 +29,12 @@ dataloader.train.mapper.augmentations = [
 dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 1
 dataloader.test.dataset.names = "synthetic_val"
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=288, max_size=448)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=288, max_size=448)
+]
 dataloader.test.num_workers = 1
+# The tasks the model has, evaluated even when it predicts nothing (bbox; + segm for masks).
+dataloader.evaluator = L(COCOEvaluator)(dataset_name="${..test.dataset.names}", tasks=("bbox",))
 
 optimizer = model_zoo.get_config("common/optim.py").SGD
 optimizer.lr = 0.02
@@ -42,13 +47,14 @@ lr_multiplier = L(WarmupParamScheduler)(
 )
 
 train = model_zoo.get_config("common/train.py").train
-train.update(max_iter=MAX_ITER, eval_period=0, log_period=20, init_checkpoint="")
+train.update(max_iter=MAX_ITER, eval_period=0, log_period=20, init_checkpoint="", seed=-1)
 train.checkpointer.period = 500
 
 
 def tiny_bottom_up(out_features):
-    return L(TinyNet)(channels=[32, 64, 128, 256], stem_channels=16, norm="GN",
-                      out_features=out_features)
+    return L(TinyNet)(
+        channels=[32, 64, 128, 256], stem_channels=16, norm="GN", out_features=out_features
+    )
 
 
 def r18_bottom_up(out_features):

@@ -1,5 +1,26 @@
-from .checkpoint import AtomicCheckpointer, atomic_write
-from .ddp import create_ddp_model
+"""
+What Detectron2's engine lacks, and nothing else: atomic checkpoints, ``torchrun`` and CPU
+(gloo) workers, strict config overrides, one setup path for ``train_net.py``; ``Trainer`` and
+the LazyConfig ``do_train`` are Detectron2's with those pieces plugged in.
+"""
+
+from .checkpoint import AtomicCheckpointer, atomic_write, resumable_checkpoint
 from .hooks import WeightSyncCheck, weights_digest
 from .launch import launch, launched_by_torchrun
+from .setup import load_config, load_lazy_config, load_yacs_config, setup
 from .trainer import Trainer
+
+__all__ = [
+    "AtomicCheckpointer",
+    "Trainer",
+    "WeightSyncCheck",
+    "atomic_write",
+    "launch",
+    "launched_by_torchrun",
+    "load_config",
+    "load_lazy_config",
+    "load_yacs_config",
+    "resumable_checkpoint",
+    "setup",
+    "weights_digest",
+]

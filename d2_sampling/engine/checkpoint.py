@@ -7,11 +7,11 @@ it. Here each file is written to a temporary name in the same folder, flushed to
 renamed over the target (atomic on POSIX), and ``last_checkpoint`` is only updated after the
 checkpoint itself is complete.
 """
+
 import os
 import tempfile
 
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 
 __all__ = ["AtomicCheckpointer", "atomic_write", "resumable_checkpoint"]
@@ -58,10 +58,6 @@ class AtomicCheckpointer(DetectionCheckpointer):
             return super().tag_last_checkpoint(last_filename_basename)
         save_file = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
-
-    def resumable_checkpoint(self):
-        """The checkpoint ``--resume`` would load (see ``resumable_checkpoint``)."""
-        return resumable_checkpoint(self.save_dir)
 
 
 def resumable_checkpoint(output_dir: str) -> str:

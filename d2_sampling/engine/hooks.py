@@ -1,10 +1,13 @@
-"""Training hooks."""
+"""
+``WeightSyncCheck``: an opt-in end-of-training check that DDP kept every worker's weights equal
+(``train_net.py --check-weight-sync``; the distributed tests use it).
+"""
+
 import hashlib
 import json
 import os
 
 import torch
-
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
@@ -32,8 +35,7 @@ class WeightSyncCheck(HookBase):
         self._output_dir = output_dir
 
     def after_train(self):
-        digest = weights_digest(self.trainer.model)
-        digests = comm.all_gather(digest)
+        digests = comm.all_gather(weights_digest(self.trainer.model))
         if comm.is_main_process() and self._output_dir:
             with open(os.path.join(self._output_dir, "weights_digest.json"), "w") as f:
                 json.dump({"world_size": comm.get_world_size(), "digests": digests}, f)

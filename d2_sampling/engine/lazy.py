@@ -1,45 +1,37 @@
 """
-Training and evaluation for LazyConfig (``.py``) configs, following Detectron2's
-``tools/lazyconfig_train_net.py``, with the same extras as the yacs ``Trainer``: COCO
-evaluation, atomic checkpoints, CPU-capable DDP, the end-of-training weight check.
+Training and evaluation of LazyConfig (``.py``) configs: Detectron2's
+``tools/lazyconfig_train_net.py`` (``do_test``, ``do_train``), which is a script and not part of
+the installed package, with three changes: atomic checkpoints, DDP that also runs on CPU
+workers, and results printed by the main process only.
 """
+
 import logging
+from typing import Iterable, Optional
 
 from detectron2.config import instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
+from detectron2.engine import (
+    AMPTrainer,
+    HookBase,
+    SimpleTrainer,
+    create_ddp_model,
+    default_writers,
+    hooks,
+)
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from ..data import prepare_datasets
 from .checkpoint import AtomicCheckpointer
-from .ddp import create_ddp_model
-from .hooks import WeightSyncCheck
+from .trainer import ddp_device_kwargs
 
-__all__ = ["lazy_dataset_names", "do_test", "do_train"]
+__all__ = ["do_test", "do_train"]
 
 logger = logging.getLogger("detectron2")
 
 
-def _names(x):
-    if x is None:
-        return []
-    return [x] if isinstance(x, str) else list(x)
-
-
-def lazy_dataset_names(cfg):
-    """Dataset names used by a LazyConfig's train and test loaders."""
-    names = []
-    for split in ("train", "test"):
-        loader = cfg.dataloader.get(split)
-        if loader is not None and "dataset" in loader and "names" in loader.dataset:
-            names += _names(loader.dataset.names)
-    return names
-
-
 def do_test(cfg, model):
+    """Evaluate ``model`` with ``cfg.dataloader.evaluator`` on ``cfg.dataloader.test``."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    prepare_datasets(_names(cfg.dataloader.test.dataset.names))
     ret = inference_on_dataset(
         model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
     )
@@ -48,13 +40,13 @@ def do_test(cfg, model):
     return ret
 
 
-def do_train(cfg, resume: bool):
+def do_train(cfg, resume: bool, extra_hooks: Optional[Iterable[HookBase]] = None):
     """
     Train ``cfg`` (a LazyConfig with ``model``, ``dataloader``, ``optimizer``,
     ``lr_multiplier`` and ``train``), evaluating every ``train.eval_period`` iterations and at
-    the end.
+    the end. ``resume``: continue from the last checkpoint of ``train.output_dir`` if there is
+    one. ``extra_hooks`` run after Detectron2's.
     """
-    prepare_datasets(lazy_dataset_names(cfg))
     model = instantiate(cfg.model)
     logger.info("Model:\n{}".format(model))
     model.to(cfg.train.device)
@@ -63,31 +55,26 @@ def do_train(cfg, resume: bool):
     optim = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
 
-    model = create_ddp_model(model, **cfg.train.ddp)
+    model = create_ddp_model(model, **{**ddp_device_kwargs(model), **cfg.train.ddp})
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
     checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    main = comm.is_main_process()
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-            if comm.is_main_process()
-            else None,
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-            WeightSyncCheck(cfg.train.output_dir),
             hooks.PeriodicWriter(
                 default_writers(cfg.train.output_dir, cfg.train.max_iter),
                 period=cfg.train.log_period,
             )
-            if comm.is_main_process()
+            if main
             else None,
+            *(extra_hooks or []),
         ]
     )
-    if resume:
-        checkpointer.resumable_checkpoint()  # raises if there is nothing to resume
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
-    if resume and checkpointer.has_checkpoint():
-        start_iter = trainer.iter + 1
-    else:
-        start_iter = 0
+    # The checkpoint stores the iteration that just finished.
+    start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
     trainer.train(start_iter, cfg.train.max_iter)

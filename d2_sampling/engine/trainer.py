@@ -1,63 +1,63 @@
 """
-Trainer for yacs configs: Detectron2's ``DefaultTrainer`` with COCO evaluation, atomic
-checkpoints, CPU-capable DDP and an end-of-training check that all workers agree.
+``Trainer``: Detectron2's ``DefaultTrainer`` with atomic checkpoints, DDP that also runs on CPU
+workers, and COCO evaluation of the tasks the model has.
 """
-import logging
+
 import os
-import weakref
+from contextlib import contextmanager
 
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
-from detectron2.evaluation import COCOEvaluator
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from detectron2.engine import DefaultTrainer
+from detectron2.engine import defaults as d2_defaults
 
-from ..data import prepare_datasets
+from ..evaluation import COCOEvaluator, evaluation_tasks
 from .checkpoint import AtomicCheckpointer
-from .ddp import create_ddp_model
-from .hooks import WeightSyncCheck
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "ddp_device_kwargs"]
+
+
+def ddp_device_kwargs(model) -> dict:
+    """
+    Extra arguments for ``detectron2.engine.create_ddp_model``: ``device_ids=None`` for a model
+    on the CPU, because Detectron2 passes ``[local_rank]`` unless told otherwise and
+    ``DistributedDataParallel`` rejects device ids for CPU modules (gloo workers).
+    """
+    return {} if next(model.parameters()).is_cuda else {"device_ids": None}
+
+
+@contextmanager
+def _cpu_capable_ddp():
+    # DefaultTrainer.__init__ calls create_ddp_model(model, broadcast_buffers=False) with no way
+    # to pass device_ids; give it ddp_device_kwargs for the duration of the constructor only.
+    create = d2_defaults.create_ddp_model
+
+    def create_ddp_model(model, **kwargs):
+        return create(model, **{**ddp_device_kwargs(model), **kwargs})
+
+    d2_defaults.create_ddp_model = create_ddp_model
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = create
 
 
 class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` (yacs configs) as described in the module docstring."""
+
     def __init__(self, cfg):
-        # Same construction as DefaultTrainer.__init__, with our DDP wrapper and checkpointer.
-        TrainerBase.__init__(self)
-        logger = logging.getLogger("detectron2")
-        if not logger.isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        prepare_datasets(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
-
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
-            model, data_loader, optimizer
-        )
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
-
-    def resume_or_load(self, resume=True):
-        if resume:
-            self.checkpointer.resumable_checkpoint()  # raises if there is nothing to resume
-        super().resume_or_load(resume=resume)
+        with _cpu_capable_ddp():
+            super().__init__(cfg)
 
     def build_hooks(self):
-        hooks = super().build_hooks()
-        # Before the writers (last), so a divergence is reported before the final flush.
-        hooks.insert(len(hooks) - 1 if comm.is_main_process() else len(hooks),
-                     WeightSyncCheck(self.cfg.OUTPUT_DIR))
-        return hooks
+        # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
+        # the periodic-checkpoint hook built below must hold the atomic one.
+        plain = self.checkpointer
+        self.checkpointer = AtomicCheckpointer(
+            plain.model, plain.save_dir, save_to_disk=plain.save_to_disk, **plain.checkpointables
+        )
+        return super().build_hooks()
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        prepare_datasets([dataset_name])
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        return COCOEvaluator(dataset_name, evaluation_tasks(cfg), output_dir=output_folder)
