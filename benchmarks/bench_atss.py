@@ -3,12 +3,12 @@
 ATSS benchmarks, everything measured side by side in one run on the CPU:
 
 1. ``ATSSMatcher`` against a faithful re-implementation of MMDetection's ``ATSSAssigner``
-   (benchmarks/atss_mmdet_reference.py): median wall time per image, ratio, and whether the
-   assignments are identical. Anchors are Detectron2's for an 800 x 1216 input over P3-P7:
-   20,267 (one 8S anchor per location, the ATSS detector) or 182,403 (RetinaNet's 9 per
-   location; the matcher then takes k x 9 candidates per level, the reference topk = 81; the
-   "k=9 flat" rows use topk = 9 for both, MMDetection's own setting). GT boxes are random,
-   log-uniform sizes 6-600 px.
+   (``d2_sampling.references.atss.mmdet_atss_assign``): median wall time per image, ratio,
+   and whether the assignments are identical. Anchors are Detectron2's for an 800 x 1216
+   input over P3-P7: 20,267 (one 8S anchor per location, the ATSS detector) or 182,403
+   (RetinaNet's 9 per location; the matcher then takes k x 9 candidates per level, the
+   reference topk = 81; the "k=9 flat" rows use topk = 9 for both, MMDetection's own
+   setting). GT boxes are random, log-uniform sizes 6-600 px.
 2. Peak extra memory of one call (each in a fresh subprocess: VmHWM - VmRSS before the call,
    after resetting the high-water mark; glibc's mmap threshold is pinned so freed buffers go
    back to the OS at once).
@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 import torch
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+from detectron2.structures import Boxes
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
+from d2_sampling.modeling import ATSSMatcher
+from d2_sampling.references.atss import boundary_tied_gts, mmdet_atss_assign
 
-from atss_mmdet_reference import mmdet_atss_assign  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # (name, image h, image w, anchors per location, GT boxes, candidates per level k)
 CASES = [
@@ -56,8 +56,6 @@ MEMORY_CASES = ("20k x 7", "20k x 200", "182k x 200", "quick 18k x 5")
 
 def make_anchors(h, w, per_location):
     """Detectron2's anchors over P3-P7 (per_location 1: ATSS 8S; 9 or 0: RetinaNet's 9)."""
-    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-
     if per_location == 1:
         sizes, ratios = [[8 * s] for s in STRIDES], [1.0]
     else:
@@ -85,43 +83,21 @@ def make_gt(num, h, w, seed):
 
 
 def setup_case(case, seed=0):
-    from detectron2.structures import Boxes
-
-    from d2_sampling.modeling import ATSSMatcher
-
     name, h, w, per_loc, num_gt, k = case
     anchors = make_anchors(h, w, per_loc)
     gt = make_gt(num_gt, h, w, seed)
-    a = max(per_loc, 1)
-    matcher = ATSSMatcher(k, anchors_per_location=a)
+    a = max(per_loc, 1)  # "flat" cases (0): 9 anchors per location taken as 1, MMDetection's k
+    matcher = ATSSMatcher(k)
     flat = Boxes.cat(anchors).tensor
     sizes = [len(x) for x in anchors]
 
     def ours():
-        return matcher(Boxes(gt), anchors)
+        return matcher(Boxes(gt), anchors, a)
 
     def ref():
         return mmdet_atss_assign(gt, flat, sizes, k * a)
 
     return ours, ref, matcher, (gt, anchors, flat, sizes, k * a)
-
-
-def boundary_tied_gts(gt, flat, sizes, k):
-    """GTs whose k-th and (k+1)-th nearest distances tie on some level (either ranking)."""
-    cx, cy = (flat[:, 0] + flat[:, 2]) / 2, (flat[:, 1] + flat[:, 3]) / 2
-    gcx, gcy = (gt[:, 0] + gt[:, 2]) / 2, (gt[:, 1] + gt[:, 3]) / 2
-    tied = torch.zeros(len(gt), dtype=torch.bool)
-    start = 0
-    for n in sizes:
-        if n > k:
-            d2 = (cx[start : start + n, None] - gcx[None]) ** 2 + (
-                cy[start : start + n, None] - gcy[None]
-            ) ** 2
-            for d in (d2, d2.sqrt()):
-                v = d.topk(k + 1, dim=0, largest=False).values
-                tied |= v[k - 1] == v[k]
-        start += n
-    return tied
 
 
 def compare(ours_out, ref_out, tied):

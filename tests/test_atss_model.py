@@ -6,6 +6,7 @@ import os
 import socket
 import time
 import unittest
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,19 +14,20 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from detectron2.config import LazyCall as L
+from detectron2.config import instantiate
+from detectron2.modeling import build_model
+from detectron2.modeling.matcher import Matcher
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+from helpers import CONFIGS, read_metrics, run_train_net
 
 import d2_sampling  # noqa: F401
 from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
 from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
 from d2_sampling.modeling import ATSS, ATSSMatcher, RetinaNetATSS
-from d2_sampling.modeling.meta_arch import atss as atss_module
-from d2_sampling.modeling.meta_arch.atss import atss_loss_normalizers, centerness_targets
-from detectron2.config import instantiate
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
-from detectron2.utils.events import EventStorage
-
-from helpers import CONFIGS, read_metrics, run_train_net
+from d2_sampling.modeling.meta_arch import atss_losses
+from d2_sampling.modeling.meta_arch.atss_losses import atss_loss_normalizers, centerness_targets
 
 ATSS_QUICK = CONFIGS / "quick_schedules" / "atss_tiny_FPN_instant_test"
 RETINANET_ATSS_QUICK = CONFIGS / "quick_schedules" / "retinanet_tiny_FPN_atss_instant_test"
@@ -76,11 +78,85 @@ class TestLabelAnchors(unittest.TestCase):
         self.assertEqual(scalars["atss/gt_without_pos"], 0.0)
         self.assertEqual(scalars["atss/num_candidates"], 3)
 
-    def test_retinanet_atss_uses_atss_matcher_with_nine_anchors(self):
+    def test_retinanet_atss_takes_k_candidates_per_anchor_of_a_location(self):
+        # The matcher learns the 9 anchors per location from the anchor generator: k x 9
+        # candidates per level (all of a level's anchors where it has fewer).
+        for name, topk in [(ATSS_QUICK, 7), (RETINANET_ATSS_QUICK, 2)]:
+            model, _ = yacs_model(name, ["MODEL.ATSS.TOPK", str(topk)])
+            self.assertIsInstance(model, ATSS if name == ATSS_QUICK else RetinaNetATSS)
+            self.assertIsInstance(model.anchor_matcher, ATSSMatcher)
+            per_location = model.anchor_generator.num_cell_anchors
+            self.assertEqual(per_location, [9] * 5 if name == RETINANET_ATSS_QUICK else [1] * 5)
+            features = model.backbone(torch.zeros(1, 3, 64, 96))
+            anchors = model.anchor_generator([features[f] for f in model.head_in_features])
+            with EventStorage() as storage:
+                model.label_anchors(anchors, [instances([[10, 10, 50, 40]], [1])])
+                logged = storage.latest()["atss/num_candidates"][0]
+            expected = sum(min(topk * a, len(lv)) for a, lv in zip(per_location, anchors))
+            self.assertEqual(logged, expected)
+        self.assertNotEqual(expected, sum(min(topk, len(lv)) for lv in anchors))  # A = 1
+
+    def test_label_anchors_batch_is_the_matcher_image_by_image(self):
         model, _ = yacs_model(RETINANET_ATSS_QUICK)
-        self.assertIsInstance(model, RetinaNetATSS)
-        self.assertIsInstance(model.anchor_matcher, ATSSMatcher)
-        self.assertEqual(model.anchor_matcher.anchors_per_location, 9)
+        features = model.backbone(torch.zeros(1, 3, 64, 96))
+        anchors = model.anchor_generator([features[f] for f in model.head_in_features])
+        gts = [
+            instances([[10, 10, 50, 40], [40, 5, 90, 60], [40, 5, 90, 60]], [0, 2, 1]),
+            instances([], []),
+            instances([[0, 0, 96, 64], [3, 3, 5, 5]], [1, 1]),
+        ]
+        with EventStorage() as storage:
+            labels, boxes = model.label_anchors(anchors, gts)
+            scalars = {k: v[0] for k, v in storage.latest().items()}
+        num_pos = num_without = 0
+        thresholds = []
+        for inst, lab, box in zip(gts, labels, boxes):
+            cands = model.anchor_matcher.select_candidates(inst.gt_boxes, anchors, 9)
+            matches, match_labels = model.anchor_matcher.assign(cands)
+            fg = match_labels.bool()
+            self.assertEqual(lab.dtype, torch.int64)
+            if len(inst):
+                expected = inst.gt_classes[matches].clone()
+                expected[~fg] = model.num_classes
+                self.assertTrue(torch.equal(lab, expected))
+                self.assertTrue(torch.equal(box[fg], inst.gt_boxes.tensor[matches[fg]]))
+                num_without += int((torch.bincount(matches[fg], minlength=len(inst)) == 0).sum())
+                thresholds += cands.thresholds.tolist()
+            else:
+                self.assertTrue((lab == model.num_classes).all())
+            num_pos += int(fg.sum())
+        self.assertEqual(scalars["atss/num_pos_per_gt"], num_pos / 5)
+        self.assertEqual(scalars["atss/gt_without_pos"], num_without / 5)
+        self.assertAlmostEqual(scalars["atss/iou_threshold"], sum(thresholds) / 5, places=12)
+        self.assertGreater(num_pos, 0)
+
+    @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
+    def test_cuda_label_anchors_one_host_sync_per_batch(self):
+        model, _ = yacs_model(RETINANET_ATSS_QUICK)
+        model.to("cuda")
+        features = model.backbone(torch.zeros(1, 3, 64, 96, device="cuda"))
+        anchors = model.anchor_generator([features[f] for f in model.head_in_features])
+        gts = [
+            instances([[10, 10, 50, 40], [40, 5, 90, 60]], [0, 2]).to("cuda"),
+            instances([], []).to("cuda"),
+            instances([[0, 0, 96, 64]], [1]).to("cuda"),
+        ]
+        torch.cuda.synchronize()
+        with EventStorage(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                labels, _ = model.label_anchors(anchors, gts)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = [w for w in caught if "synchroniz" in str(w.message)]
+        self.assertEqual(len(syncs), 1, [str(w.message) for w in syncs])  # the logged stats
+        cpu_model, _ = yacs_model(RETINANET_ATSS_QUICK)
+        cpu_anchors = [Boxes(a.tensor.cpu()) for a in anchors]
+        with EventStorage():
+            expected, _ = cpu_model.label_anchors(cpu_anchors, [g.to("cpu") for g in gts])
+        for x, y in zip(labels, expected):
+            self.assertTrue(torch.equal(x.cpu(), y))
 
 
 class TestLosses(unittest.TestCase):
@@ -147,6 +223,14 @@ class TestNormalizer(unittest.TestCase):
         self.assertGreater(ctr, 0.0)
         self.assertEqual(atss_loss_normalizers(torch.tensor(7), torch.tensor(2.5)), (7.0, 2.5))
 
+    def test_helpers_check_their_arguments_by_name(self):
+        with self.assertRaisesRegex(ValueError, r"^atss_loss_normalizers: num_pos and centerness"):
+            atss_loss_normalizers(torch.tensor([1, 2]), torch.tensor(0.0))
+        with self.assertRaisesRegex(ValueError, r"^centerness_targets: anchors and gt_boxes"):
+            centerness_targets(torch.zeros(3, 4), torch.zeros(2, 4))
+        with self.assertRaisesRegex(ValueError, r"^centerness_targets: anchors and gt_boxes"):
+            centerness_targets(torch.zeros(3, 3), torch.zeros(3, 3))
+
 
 def _normalizer_worker(rank, init_method, out_dir):
     dist.init_process_group(
@@ -159,7 +243,7 @@ def _normalizer_worker(rank, init_method, out_dir):
         calls.append(t.clone())
         return real(t, *a, **kw)
 
-    atss_module.dist.all_reduce = counting_all_reduce
+    atss_losses.dist.all_reduce = counting_all_reduce
     # Rank 0 has no positive at all; rank 1 has 6 with centerness summing to 3.
     if rank == 0:
         res = atss_loss_normalizers(torch.tensor(0), torch.zeros(()))
@@ -213,6 +297,9 @@ class TestConfigs(unittest.TestCase):
                 {k: v.shape for k, v in z.state_dict().items()},
             )
             self.assertEqual(repr(y.anchor_matcher), repr(z.anchor_matcher))
+            self.assertEqual(
+                y.anchor_generator.num_cell_anchors, z.anchor_generator.num_cell_anchors
+            )
             for a, b in zip(y.anchor_generator.cell_anchors, z.anchor_generator.cell_anchors):
                 self.assertTrue(torch.equal(a, b))
             self.assertEqual(y.anchor_generator.offset, z.anchor_generator.offset)
@@ -227,10 +314,8 @@ class TestConfigs(unittest.TestCase):
     def test_paper_hyperparameters(self):
         model, cfg = yacs_model(CONFIGS / "COCO-Detection" / "atss_R_50_FPN_1x")
         self.assertIsInstance(model, ATSS)
-        self.assertEqual(
-            repr(model.anchor_matcher),
-            "ATSSMatcher(topk=9, anchors_per_location=1, center_margin=0.01)",
-        )
+        self.assertEqual(repr(model.anchor_matcher), "ATSSMatcher(topk=9, center_margin=0.01)")
+        self.assertEqual(model.anchor_generator.num_cell_anchors, [1] * 5)
         sizes = [a[0, 2].item() - a[0, 0].item() for a in model.anchor_generator.cell_anchors]
         self.assertEqual(sizes, [64, 128, 256, 512, 1024])  # 8 x stride
         self.assertEqual(model.box_loss_weight, 2.0)
@@ -249,8 +334,28 @@ class TestConfigs(unittest.TestCase):
         ]:
             with self.assertRaises(ValueError) as ctx:
                 yacs_model(name, [key, value])
-            self.assertIn(key, str(ctx.exception))
+            self.assertTrue(str(ctx.exception).startswith(key + " must be"), ctx.exception)
             self.assertIn(value, str(ctx.exception))
+
+    def test_lazy_config_errors_name_the_argument(self):
+        # LazyConfig keys are the constructors' argument names, and so are the messages.
+        for name, override, message in [
+            (ATSS_QUICK, "model.anchor_matcher.topk=0", "ATSSMatcher: topk must be"),
+            (RETINANET_ATSS_QUICK, "model.anchor_matcher.center_margin=-1.0", "ATSSMatcher: "),
+            (ATSS_QUICK, "model.box_loss_weight=-2.0", "ATSS: box_loss_weight must be"),
+            (ATSS_QUICK, "model.head.conv_dims=[]", "ATSSHead: conv_dims must"),
+        ]:
+            cfg = load_lazy_config(str(name) + ".py", [override])
+            with self.assertRaises(ValueError) as ctx:
+                instantiate(cfg.model)
+            self.assertTrue(str(ctx.exception).startswith(message), ctx.exception)
+            self.assertNotIn("MODEL.", str(ctx.exception))
+
+    def test_retinanet_atss_rejects_an_iou_matcher(self):
+        cfg = load_lazy_config(str(RETINANET_ATSS_QUICK) + ".py", [])
+        cfg.model.anchor_matcher = L(Matcher)(thresholds=[0.4, 0.5], labels=[0, -1, 1])
+        with self.assertRaisesRegex(ValueError, "anchor_matcher must be an ATSSMatcher"):
+            instantiate(cfg.model)
 
 
 # ------------------------------------------------------------------------------------------
@@ -282,20 +387,34 @@ def mixed_dataset(tmp_path_factory):
     return ["--coco-dataset", "atss_mixed", str(out), str(image_root)]
 
 
-def check_training_metrics(output_dir, num_candidates=None, require_logged=True):
+def check_training_metrics(output_dir, num_candidates, require_logged=True):
+    """
+    What holds whatever the weights are: finite losses, an evaluation at the end, and every
+    logged ``atss/num_candidates`` (per GT, fixed by the config and the image size) inside
+    ``num_candidates = (low, high)``, ``low < value <= high``.
+
+    Returns:
+        (dict, list[dict]): the last training record, and every record that logged the ATSS
+        statistics (only the main worker writes metrics, and an iteration whose images have no
+        GT logs none).
+    """
     metrics = read_metrics(output_dir)
     train = [m for m in metrics if "total_loss" in m]
     assert train, metrics
     for m in train:
         assert math.isfinite(m["total_loss"])
-    if num_candidates is not None:
-        # Only the main worker writes metrics; in an iteration where its images have no GT
-        # there is no per-GT statistic to log.
-        logged = [m["atss/num_candidates"] for m in train if "atss/num_candidates" in m]
-        assert all(v == num_candidates for v in logged), logged
-        assert logged or require_logged is False
-    assert any("bbox/AP" in m for m in metrics)  # evaluated at the end
-    return train[-1]
+    logged = [m for m in metrics if "atss/num_candidates" in m]
+    low, high = num_candidates
+    assert all(low < m["atss/num_candidates"] <= high for m in logged), logged
+    assert logged or not require_logged
+    assert any("bbox/AP" in m for m in metrics)  # evaluated at the end (a value, maybe NaN)
+    return train[-1], logged
+
+
+# The training images are resized to a short side of 256-320 px (at most 448 long), so P7 holds
+# 2 x 2 locations or more and every level at least 4: with k = 5 and one anchor per location,
+# 5 x 4 + 4 = 24 or 25 candidates per GT (k = 9 would give 40 or more).
+ATSS_K5_CANDIDATES = (5 * 4, 5 * 5)
 
 
 @pytest.mark.slow
@@ -311,10 +430,14 @@ def test_e2e_yacs_atss_with_empty_image(tmp_path, mixed_dataset):
         "False",
         "MODEL.ATSS.TOPK",
         "5",
+        "SEED",
+        "0",
         "OUTPUT_DIR",
         out,
     )
-    last = check_training_metrics(out, num_candidates=5 * 5)  # the override took effect
+    # Every batch holds the annotated image, so every iteration logs; the override took effect.
+    last, logged = check_training_metrics(out, ATSS_K5_CANDIDATES)
+    assert "atss/num_candidates" in last
     assert {"loss_cls", "loss_box_reg", "loss_centerness"} <= set(last)
     assert (out / "model_final.pth").is_file()
 
@@ -326,18 +449,27 @@ def test_e2e_lazy_atss_two_workers_one_without_gt(tmp_path, mixed_dataset):
         *mixed_dataset,
         "--num-gpus",
         "2",
+        "--check-weight-sync",
         "--config-file",
         str(ATSS_QUICK) + ".py",
         "dataloader.train.dataset.names=atss_mixed",
         "+dataloader.train.dataset.filter_empty=False",
         "model.anchor_matcher.topk=5",
+        "train.seed=0",
         f"train.output_dir={out}",
         timeout=600,
     )
-    check_training_metrics(out, num_candidates=5 * 5, require_logged=False)
+    # The main worker may hold the image without GT in every iteration: nothing to log then.
+    check_training_metrics(out, ATSS_K5_CANDIDATES, require_logged=False)
     digests = json.loads((out / "weights_digest.json").read_text())
     assert digests["world_size"] == 2
     assert len(digests["digests"]) == 2 and len(set(digests["digests"])) == 1
+
+
+# RetinaNet + ATSS on synthetic_mini_train with its empty images kept: 2 of its 16 images have
+# no GT, so of the 4 batches of 2 images at most one has none, and some iteration logs the
+# statistics whatever the data order; read them from the records that have them, never from
+# the last window (it may be that GT-less batch).
 
 
 @pytest.mark.slow
@@ -350,14 +482,12 @@ def test_e2e_yacs_retinanet_atss(tmp_path):
         out,
         "DATALOADER.FILTER_EMPTY_ANNOTATIONS",
         "False",
+        "SEED",
+        "0",
     )
-    check_training_metrics(out)
-    # With empty images allowed, the last logged window may hold only GT-less images, which
-    # log no per-GT statistic: read the latest record that has one.
-    logged = [m for m in read_metrics(out) if "atss/num_candidates" in m]
-    assert logged
-    # k x 9 anchors per location per level (fewer where a level is smaller): far above 5 x 9.
-    assert 5 * 9 < logged[-1]["atss/num_candidates"] <= 5 * 81
+    # k x 9 anchors per location per level (fewer where a level is smaller): the 9 reached
+    # the matcher (one anchor per location would give at most 5 x 9).
+    check_training_metrics(out, (5 * 9, 5 * 81))
 
 
 @pytest.mark.slow
@@ -369,6 +499,8 @@ def test_e2e_lazy_retinanet_atss(tmp_path):
         f"train.output_dir={out}",
         "model.anchor_matcher.topk=3",
         "+dataloader.train.dataset.filter_empty=False",
+        "train.seed=0",
     )
-    last = check_training_metrics(out)
-    assert 5 * 3 < last["atss/num_candidates"] <= 5 * 27
+    # Every level has at least 2 x 2 locations x 9 = 36 >= 3 x 9 anchors: exactly 5 x 27
+    # candidates per GT, whatever the image size (the override and the 9 both took effect).
+    check_training_metrics(out, (5 * 27 - 1, 5 * 27))

@@ -23,36 +23,26 @@ by level, with the GT's threshold (solid) and the mean IoU (dashed).
 
 import argparse
 import os
-import sys
 
 import matplotlib
+import matplotlib.patches as patches
+import numpy as np
+import torch
+from detectron2.config import instantiate
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
-matplotlib.use("Agg")
-import matplotlib.patches as patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import d2_sampling  # noqa: F401,E402
-from detectron2.config import instantiate  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data import detection_utils as utils  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import Boxes  # noqa: E402
-
-from d2_sampling.data import prepare_datasets, register_coco_format  # noqa: E402
-from d2_sampling.engine.setup import (
-    is_lazy_config,
-    load_lazy_config,
-    load_yacs_config,
-)  # noqa: E402
+import d2_sampling  # noqa: F401  (registers the models)
+from d2_sampling.data import prepare_datasets, register_coco_format
+from d2_sampling.engine.setup import is_lazy_config, load_lazy_config, load_yacs_config
 
 LEVEL_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 # tab10 without its gray, which marks positives lost to another GT.
-COLORS = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]
+COLORS = [c for i, c in enumerate(matplotlib.colormaps["tab10"].colors) if i != 7]
 
 
 def build(config_file, opts):
@@ -76,7 +66,8 @@ def compute(model, image, gt_boxes):
     features = model.backbone(torch.zeros(1, 3, ph, pw))
     anchors = model.anchor_generator([features[f] for f in model.head_in_features])
     gt = Boxes(torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4))
-    candidates = model.anchor_matcher.select_candidates(gt, anchors)
+    per_location = model.anchor_generator.num_cell_anchors
+    candidates = model.anchor_matcher.select_candidates(gt, anchors, per_location)
     matches, labels = model.anchor_matcher.assign(candidates)
     return anchors, gt, candidates, matches, labels
 
@@ -92,7 +83,7 @@ def draw(image, anchors, gt, cands, matches, labels, class_names, gt_classes, ma
     picks = np.unique(np.round(np.linspace(0, len(by_size) - 1, min(max_gt, len(by_size)))))
     shown = [int(by_size[int(i)]) for i in picks]
     n = len(shown)
-    fig = plt.figure(figsize=(11, 4.2 + 3.3 * n))
+    fig = Figure(figsize=(11, 4.2 + 3.3 * n))
     grid = fig.add_gridspec(1 + n, 2, height_ratios=[1.35] + [1] * n, width_ratios=[1, 1.25])
 
     ax = fig.add_subplot(grid[0, :])
@@ -228,10 +219,11 @@ def main(argv=None):
     )
     anchors, gt, cands, matches, labels = compute(model, image, instances.gt_boxes.tensor)
     meta = MetadataCatalog.get(args.dataset)
-    m = model.anchor_matcher
+    per_location = sorted(set(model.anchor_generator.num_cell_anchors))
     title = (
         f"{type(model).__name__}: {args.dataset}[{args.index}], {image.shape[1]}x"
-        f"{image.shape[0]}, k={m.topk} x {m.anchors_per_location} anchor(s)/location, "
+        f"{image.shape[0]}, k={model.anchor_matcher.topk} x "
+        f"{'/'.join(map(str, per_location))} anchor(s)/location, "
         f"{int(labels.sum())} positives for {len(gt)} GT"
     )
     fig = draw(

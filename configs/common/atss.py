@@ -20,7 +20,8 @@ def atss_from_retinanet(model, anchor_scale=8.0, num_convs=4):
         sizes=[[anchor_scale * s] for s in model.anchor_generator.strides], aspect_ratios=[1.0]
     )
     model.box2box_transform.weights = [10.0, 10.0, 5.0, 5.0]
-    model.anchor_matcher = L(ATSSMatcher)(topk=9, anchors_per_location=1, center_margin=0.01)
+    # Anchors per location reach the matcher from the anchor generator at every call.
+    model.anchor_matcher = L(ATSSMatcher)(topk=9, center_margin=0.01)
     model.update(
         box_loss_weight=2.0, test_score_thresh=0.05, test_topk_candidates=1000, test_nms_thresh=0.6
     )
@@ -29,7 +30,10 @@ def atss_from_retinanet(model, anchor_scale=8.0, num_convs=4):
 
 
 def retinanet_atss_from_retinanet(model):
-    """RetinaNet with ATSS assignment only: k = 9 candidates x 9 anchors per location."""
+    """
+    RetinaNet with ATSS assignment only: k = 9 candidates x RetinaNet's 9 anchors per location
+    (taken from the anchor generator) per level.
+    """
     model._target_ = RetinaNetATSS
-    model.anchor_matcher = L(ATSSMatcher)(topk=9, anchors_per_location=9, center_margin=0.01)
+    model.anchor_matcher = L(ATSSMatcher)(topk=9, center_margin=0.01)
     return model

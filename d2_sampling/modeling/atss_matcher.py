@@ -1,49 +1,27 @@
 """
-Adaptive Training Sample Selection (ATSS): Zhang, Chi, Yao, Lei, Li, "Bridging the Gap Between
-Anchor-based and Anchor-free Detection via Adaptive Training Sample Selection", CVPR 2020,
-arXiv 1912.02424 (Algorithm 1).
-
-For every ground-truth box ``g``:
-
-1. on each pyramid level, take the ``k`` anchors whose centers are nearest (L2) to the center of
-   ``g`` (``k * A`` with ``A`` anchors per location, as the authors' code does), clamped to the
-   level's size: the candidates ``C_g``;
-2. ``t_g = mean + std`` (unbiased) of the IoUs between ``C_g`` and ``g``;
-3. a candidate is positive iff its IoU ``>= t_g`` and its center lies inside ``g`` by more than
-   ``center_margin`` on all four sides;
-4. an anchor positive for several GTs goes to the one it overlaps most.
-
-Everything else is background; ATSS ignores nothing.
-
-Where this implementation departs from the authors' code and MMDetection's ``ATSSAssigner``
-(same results otherwise; see docs/atss.md and benchmarks/bench_atss.py):
-
-- Memory and speed: no anchors x GT IoU matrix (IoU is computed for the candidates only), and
-  the distance matrix is built one level and one chunk of GTs at a time (``max_chunk_elements``),
-  so peak extra memory is bounded by the chunk instead of growing as anchors x GT; no Python
-  loop over GTs.
-- Ties are broken deterministically and documented: among equal distances the anchor with the
-  lower index wins (torch.topk's order on ties is unspecified); among GTs claiming one anchor
-  with equal IoU, the lower GT index wins (as ``max`` does in the references). Candidates are
-  ranked by squared distance (the references take a ``sqrt`` first, which can merge two
-  different distances into a tie).
-- The IoU statistics are accumulated in float64 (IoUs themselves stay in the boxes' dtype), so
-  a GT whose candidates all have the same IoU gets exactly that IoU as threshold; in float32
-  ``mean`` can round above the common value and drop every positive.
-- A GT with a single candidate in total (one anchor in the whole image) gets ``std = 0``
-  instead of NaN (which turns every comparison false in the references).
-- Zero-area ground truth can never be positive for any anchor (no center lies strictly inside
-  it), as in the references, but without NaNs anywhere.
+The anchor assignment of Adaptive Training Sample Selection (ATSS): Zhang, Chi, Yao, Lei, Li,
+"Bridging the Gap Between Anchor-based and Anchor-free Detection via Adaptive Training Sample
+Selection", CVPR 2020, arXiv 1912.02424 (Algorithm 1). For each ground-truth box it takes the
+anchors nearest to its center on every pyramid level as candidates, sets its IoU threshold to
+the mean plus the standard deviation of the candidates' IoUs, and makes positive the candidates
+at or above it whose centers lie inside the box; an anchor positive for several boxes goes to
+the one it overlaps most. Pure torch, no module, no config, any device, no host
+synchronisation. Semantics against the paper, the authors' code and MMDetection (ties,
+precision, memory, edge cases): docs/atss.md.
 """
 
+import numbers
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple, Union
 
 import torch
-
 from detectron2.structures import Boxes
 
 __all__ = ["ATSSMatcher", "ATSSCandidates"]
+
+# Integer type with the bit width of each float type whose non-negative values can be ranked
+# through their bit patterns (see _nearest_k). float64 has no room left for an index.
+_BITS_AS_INT = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 @dataclass
@@ -53,13 +31,15 @@ class ATSSCandidates:
 
     Attributes:
         indices (Tensor): (G, C) int64, the candidate anchors of each GT as indices into the
-            concatenated anchors, level by level, nearest first within a level. ``C`` is the
-            same for every GT: ``sum_l min(topk * anchors_per_location, R_l)``.
+            concatenated anchors, level by level, nearest first within a level (equal
+            distances: lower index first). ``C`` is the same for every GT:
+            ``sum_l min(topk * A_l, R_l)``, ``A_l`` the anchors per location on level ``l``.
         ious (Tensor): (G, C) IoU of each candidate with its GT, dtype of the boxes.
         thresholds (Tensor): (G,) float64 (float32 on MPS), ``mean + std`` of each GT's
             candidate IoUs.
-        is_positive (Tensor): (G, C) bool, IoU ``>=`` threshold and center inside the GT.
-        level_sizes (list[int]): number of anchors on each level.
+        is_positive (Tensor): (G, C) bool, IoU ``>=`` threshold and center inside the GT by
+            more than the margin.
+        level_sizes (list[int]): number of anchors ``R_l`` on each level.
     """
 
     indices: torch.Tensor
@@ -75,95 +55,88 @@ class ATSSCandidates:
 
 class ATSSMatcher:
     """
-    Label anchors foreground/background with ATSS. A pure, device-agnostic function object
-    (no ``nn.Module``, no config): use it wherever Detectron2 uses a :class:`Matcher`.
+    Label the anchors of one image foreground / background with ATSS.
+
+    Unlike Detectron2's :class:`~detectron2.modeling.matcher.Matcher`, which takes a (G, R)
+    match-quality matrix, ATSS needs the geometry: this takes the GT boxes and the anchors
+    level by level (centers for the nearest-k step, levels for per-level candidates, boxes for
+    IoUs), plus the number of anchors the generator puts at each location. Its outputs follow
+    ``Matcher``'s convention, without the ignore label.
 
     Example::
 
         matcher = ATSSMatcher(topk=9)
-        matches, match_labels = matcher(gt_boxes, anchors)  # anchors: list of Boxes per level
-
-    The output follows :class:`detectron2.modeling.matcher.Matcher`: ``match_labels`` 1 marks
-    foreground (its GT is ``matches``), 0 background (``matches`` is 0 there, which keeps
-    ``gt_boxes[matches]`` valid; it means nothing). There is no ignore label.
+        anchors = anchor_generator(features)  # list[Boxes], one per level
+        matches, match_labels = matcher(gt_boxes, anchors, anchor_generator.num_cell_anchors)
     """
 
     def __init__(
-        self,
-        topk: int = 9,
-        *,
-        anchors_per_location: int = 1,
-        center_margin: float = 0.01,
-        max_chunk_elements: int = 1 << 20,
+        self, topk: int = 9, *, center_margin: float = 0.01, max_chunk_elements: int = 1 << 20
     ):
         """
         Args:
-            topk (int): ``k``, candidates per GT and per level, nearest centers first
-                (``MODEL.ATSS.TOPK``; paper: 9).
-            anchors_per_location (int): ``A``, anchors the generator puts at each location;
-                ``topk * A`` candidates are taken per level, as in the authors' code. 1 for the
-                ATSS detector, 9 for RetinaNet's anchors.
+            topk (int): ``k``, candidates per GT and per level (times the anchors per
+                location), nearest centers first. Paper: 9.
             center_margin (float): a positive's center must be inside its GT by more than this
-                many pixels on every side (``MODEL.ATSS.CENTER_MARGIN``; authors: 0.01).
+                many pixels on every side. Authors' code: 0.01.
             max_chunk_elements (int): largest distance matrix (GTs x anchors of one level)
                 built at once; bounds the extra memory, does not change results.
 
         Raises:
-            ValueError: a value out of range; the message names the config key.
+            ValueError: a value out of range, naming the argument.
         """
-        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-            raise ValueError(f"MODEL.ATSS.TOPK (topk) must be an int >= 1, got {topk!r}")
-        if (
-            isinstance(anchors_per_location, bool)
-            or not isinstance(anchors_per_location, int)
-            or anchors_per_location < 1
-        ):
+        if not _is_positive_int(topk):
+            raise ValueError(f"ATSSMatcher: topk must be a positive int, got {topk!r}")
+        if not _is_number(center_margin) or not center_margin >= 0.0:  # also rejects NaN
             raise ValueError(
-                "anchors_per_location (the anchor generator's anchors per location) must be an "
-                f"int >= 1, got {anchors_per_location!r}"
+                f"ATSSMatcher: center_margin must be a number >= 0, got {center_margin!r}"
             )
-        try:
-            center_margin = float(center_margin)
-        except (TypeError, ValueError):
+        if not _is_positive_int(max_chunk_elements):
             raise ValueError(
-                f"MODEL.ATSS.CENTER_MARGIN (center_margin) must be a number, got {center_margin!r}"
-            ) from None
-        if not center_margin >= 0.0:  # also rejects NaN
-            raise ValueError(
-                f"MODEL.ATSS.CENTER_MARGIN (center_margin) must be >= 0, got {center_margin!r}"
+                "ATSSMatcher: max_chunk_elements must be a positive int, "
+                f"got {max_chunk_elements!r}"
             )
-        if not isinstance(max_chunk_elements, int) or max_chunk_elements < 1:
-            raise ValueError(f"max_chunk_elements must be an int >= 1, got {max_chunk_elements!r}")
         self.topk = topk
-        self.anchors_per_location = anchors_per_location
-        self.center_margin = center_margin
+        self.center_margin = float(center_margin)
         self.max_chunk_elements = max_chunk_elements
 
     def __repr__(self):
-        return (
-            f"ATSSMatcher(topk={self.topk}, anchors_per_location={self.anchors_per_location}, "
-            f"center_margin={self.center_margin})"
-        )
+        return f"ATSSMatcher(topk={self.topk}, center_margin={self.center_margin})"
 
     def __call__(
-        self, gt_boxes: Boxes, anchors: Union[Sequence[Boxes], Boxes]
+        self,
+        gt_boxes: Boxes,
+        anchors: Union[Sequence[Boxes], Boxes],
+        anchors_per_location: Union[int, Sequence[int]] = 1,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             gt_boxes (Boxes): (G, 4) ground-truth boxes of one image, XYXY absolute.
             anchors (list[Boxes]): one ``Boxes`` (R_l, 4) per pyramid level, in the order the
                 anchor generator returns them (a single ``Boxes`` is one level).
+            anchors_per_location (int or list[int]): ``A``, the anchors the generator puts at
+                each location (``anchor_generator.num_cell_anchors``: one per level, or one int
+                for all levels); ``topk * A_l`` candidates are taken on level ``l``, as in the
+                authors' code. 1 for the ATSS detector, 9 for RetinaNet's anchors.
 
         Returns:
             matches (Tensor): (R,) int64, R = sum_l R_l; for a foreground anchor the index of
-                its GT in ``gt_boxes``, 0 for background.
-            match_labels (Tensor): (R,) int8, 1 foreground, 0 background.
+                its GT in ``gt_boxes``; 0 for background (keeps ``gt_boxes[matches]`` valid,
+                means nothing).
+            match_labels (Tensor): (R,) int8, 1 foreground, 0 background; never -1 (ATSS
+                ignores nothing).
+
+        Raises:
+            ValueError: ``anchors_per_location`` not positive, or not one per level.
         """
-        return self.assign(self.select_candidates(gt_boxes, anchors))
+        return self.assign(self.select_candidates(gt_boxes, anchors, anchors_per_location))
 
     @torch.no_grad()
     def select_candidates(
-        self, gt_boxes: Boxes, anchors: Union[Sequence[Boxes], Boxes]
+        self,
+        gt_boxes: Boxes,
+        anchors: Union[Sequence[Boxes], Boxes],
+        anchors_per_location: Union[int, Sequence[int]] = 1,
     ) -> ATSSCandidates:
         """
         Steps 1-3: candidates, IoU thresholds and per-GT positives (before resolving anchors
@@ -175,6 +148,7 @@ class ATSSMatcher:
         if isinstance(anchors, Boxes):
             anchors = [anchors]
         level_sizes = [len(a) for a in anchors]
+        level_k = self._candidates_per_level(anchors_per_location, len(level_sizes))
         gt = gt_boxes.tensor
         num_gt = gt.shape[0]
         all_anchors = torch.cat([a.tensor for a in anchors]) if anchors else gt.new_zeros((0, 4))
@@ -196,10 +170,9 @@ class ATSSMatcher:
         gt_cx = (gt[:, 0] + gt[:, 2]) / 2.0
         gt_cy = (gt[:, 1] + gt[:, 3]) / 2.0
 
-        k = self.topk * self.anchors_per_location
         candidates = []
         start = 0
-        for size in level_sizes:
+        for size, k in zip(level_sizes, level_k):
             if size > 0 and num_gt > 0:
                 idx = _nearest_k(
                     anchor_cx[start : start + size],
@@ -214,7 +187,7 @@ class ATSSMatcher:
         if candidates:
             indices = torch.cat(candidates, dim=1)  # (G, C)
         else:  # no GT: still (0, C)
-            num_cand = sum(min(k, size) for size in level_sizes)
+            num_cand = sum(min(k, size) for size, k in zip(level_sizes, level_k))
             indices = torch.zeros((num_gt, num_cand), dtype=torch.int64, device=device)
 
         if num_gt == 0:
@@ -229,12 +202,14 @@ class ATSSMatcher:
         ious = _iou_rowwise(cand, gt)  # (G, C)
 
         num_cand = indices.shape[1]
+        # The statistics in float64: with float32, the mean of equal IoUs can round above
+        # their common value and drop every positive of that GT.
         ious64 = ious.to(_stat_dtype(device))
         mean = ious64.mean(dim=1)
         if num_cand > 1:
             std = ious64.std(dim=1)  # unbiased, as torch.Tensor.std in both references
         else:
-            std = torch.zeros_like(mean)
+            std = torch.zeros_like(mean)  # a single candidate: 0, not NaN
         thresholds = mean + std
         is_positive = ious64 >= thresholds[:, None]
 
@@ -267,29 +242,50 @@ class ATSSMatcher:
             matches, match_labels: as ``__call__``.
         """
         num_anchors = candidates.num_anchors
-        device = candidates.indices.device
-        matches = torch.zeros((num_anchors,), dtype=torch.int64, device=device)
-        match_labels = torch.zeros((num_anchors,), dtype=torch.int8, device=device)
-        gt_idx, cand_idx = candidates.is_positive.nonzero(as_tuple=True)
-        if gt_idx.numel() == 0:
-            return matches, match_labels
-        anchor_idx = candidates.indices[gt_idx, cand_idx]
-        iou = candidates.ious[gt_idx, cand_idx]
-        best = iou.new_full((num_anchors,), float("-inf")).scatter_reduce(
-            0, anchor_idx, iou, reduce="amax"
-        )
-        wins = iou == best[anchor_idx]
-        num_gt = candidates.indices.shape[0]
+        indices, is_positive = candidates.indices, candidates.is_positive
+        num_gt = indices.shape[0]
+        device = indices.device
+        flat = indices.reshape(-1)
+        # Fixed shapes throughout (no nonzero, no boolean indexing): nothing waits for the
+        # device. Non-positive entries take part as -inf IoU / GT index num_gt, which never win.
+        iou = torch.where(is_positive, candidates.ious, float("-inf"))
+        best = iou.new_full((num_anchors,), float("-inf"))
+        best.scatter_reduce_(0, flat, iou.reshape(-1), reduce="amax")
+        wins = is_positive & (iou == best[indices])
+        gt_index = torch.arange(num_gt, device=device)[:, None].expand_as(indices)
+        claims = torch.where(wins, gt_index, num_gt)
         winner = torch.full((num_anchors,), num_gt, dtype=torch.int64, device=device)
-        winner = winner.scatter_reduce(0, anchor_idx[wins], gt_idx[wins], reduce="amin")
-        fg = winner < num_gt
-        matches[fg] = winner[fg]
-        match_labels[fg] = 1
-        return matches, match_labels
+        winner.scatter_reduce_(0, flat, claims.reshape(-1), reduce="amin")
+        foreground = winner < num_gt
+        matches = torch.where(foreground, winner, 0)
+        return matches, foreground.to(torch.int8)
+
+    def _candidates_per_level(self, anchors_per_location, num_levels: int) -> List[int]:
+        """``topk * A_l`` for each level; checks ``anchors_per_location``."""
+        if _is_positive_int(anchors_per_location):
+            per_level = [anchors_per_location] * num_levels
+        elif isinstance(anchors_per_location, (list, tuple)):
+            per_level = list(anchors_per_location)
+        else:
+            per_level = []
+        if len(per_level) != num_levels or not all(_is_positive_int(a) for a in per_level):
+            raise ValueError(
+                "ATSSMatcher: anchors_per_location must be a positive int or one positive int "
+                f"per level ({num_levels} levels), got {anchors_per_location!r}"
+            )
+        return [self.topk * a for a in per_level]
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _stat_dtype(device: torch.device) -> torch.dtype:
-    """float64 for the IoU statistics (see the module docstring); MPS has no float64."""
+    """float64 for the IoU statistics (see ``select_candidates``); MPS has no float64."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 
@@ -302,29 +298,23 @@ def _nearest_k(
     max_chunk_elements: int,
 ) -> torch.Tensor:
     """
-    Indices of the ``k`` anchors nearest to each GT center, nearest first; equal distances go
-    to the lower anchor index.
+    Indices of the ``k`` anchors nearest (squared L2 between centers) to each GT center,
+    nearest first; equal distances go to the lower anchor index, also at the k-th place.
 
     Args:
         anchor_cx, anchor_cy (Tensor): (R,) anchor centers of one level.
         gt_cx, gt_cy (Tensor): (G,) GT centers.
         k (int): 1 <= k <= R.
-        max_chunk_elements (int): at most this many distances are held at once (>= R).
+        max_chunk_elements (int): at most about this many distances are held at once (>= R).
 
     Returns:
         Tensor: (G, k) int64 indices into the level.
     """
     num_anchors, num_gt = anchor_cx.shape[0], gt_cx.shape[0]
-    if k == num_anchors:
-        # The whole level is the candidate set; order it by distance like the general case.
-        return _sort_by_distance(
-            torch.arange(num_anchors, device=anchor_cx.device).expand(num_gt, num_anchors),
-            anchor_cx,
-            anchor_cy,
-            gt_cx,
-            gt_cy,
-        )
-    out = torch.empty((num_gt, k), dtype=torch.int64, device=anchor_cx.device)
+    device = anchor_cx.device
+    bits_as_int = _BITS_AS_INT.get(anchor_cx.dtype)
+    index = torch.arange(num_anchors, device=device)
+    out = torch.empty((num_gt, k), dtype=torch.int64, device=device)
     step = max(1, max_chunk_elements // num_anchors)
     for s in range(0, num_gt, step):
         e = min(s + step, num_gt)
@@ -334,49 +324,18 @@ def _nearest_k(
         dy = anchor_cy[None, :] - gt_cy[s:e, None]
         dist.add_(dy.square_())
         del dy
-        # One extra element tells whether the k-th distance is tied with the (k+1)-th; only
-        # then is the candidate *set* ambiguous and torch.topk's tie order would matter.
-        vals, idx = dist.topk(k + 1, dim=1, largest=False, sorted=True)
-        tied = vals[:, k - 1] == vals[:, k]
-        idx, vals = idx[:, :k], vals[:, :k]
-        # Canonical order inside the set too: by distance, equal distances by index.
-        idx, perm = idx.sort(dim=1)
-        idx = idx.gather(1, vals.gather(1, perm).argsort(dim=1, stable=True))
-        if bool(tied.any()):
-            rows = tied.nonzero()[:, 0]
-            idx[rows] = _resolve_boundary_ties(dist[rows], vals[rows, k - 1], k)
-        out[s:e] = idx
+        if bits_as_int is None:  # float64: a stable sort ranks by (distance, index)
+            out[s:e] = dist.argsort(dim=1, stable=True)[:, :k]
+            continue
+        # torch.topk orders ties arbitrarily. A non-negative float's bit pattern, read as an
+        # integer, orders like the float, so (bits << 32) | index is a unique int64 key that
+        # orders by distance, then index: one topk gives the documented tie rule, with no
+        # data-dependent branch (and so no wait for the device).
+        key = dist.view(bits_as_int).to(torch.int64)
+        del dist
+        key.bitwise_left_shift_(32).bitwise_or_(index)
+        out[s:e] = key.topk(k, dim=1, largest=False, sorted=True).indices
     return out
-
-
-def _resolve_boundary_ties(dist: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
-    """
-    For rows whose k-th and (k+1)-th smallest distances are equal: every anchor strictly
-    nearer than the k-th distance, then the lowest-index anchors at exactly that distance.
-
-    Args:
-        dist (Tensor): (T, R) distances.
-        kth (Tensor): (T,) the k-th smallest distance of each row.
-        k (int): candidates per row.
-
-    Returns:
-        Tensor: (T, k) int64, nearest first, equal distances by increasing index.
-    """
-    closer = dist < kth[:, None]
-    at_kth = dist == kth[:, None]
-    need = k - closer.sum(dim=1, keepdim=True)
-    take = closer | (at_kth & (at_kth.cumsum(dim=1) <= need))
-    idx = take.nonzero()[:, 1].view(-1, k)  # increasing index within each row
-    order = dist.gather(1, idx).argsort(dim=1, stable=True)
-    return idx.gather(1, order)
-
-
-def _sort_by_distance(idx, anchor_cx, anchor_cy, gt_cx, gt_cy):
-    """Order (G, n) anchor indices by distance to each GT center, equal distances by index."""
-    dx = anchor_cx[idx] - gt_cx[:, None]
-    dy = anchor_cy[idx] - gt_cy[:, None]
-    dist = dx * dx + dy * dy
-    return idx.gather(1, dist.argsort(dim=1, stable=True))
 
 
 def _iou_rowwise(cand: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
