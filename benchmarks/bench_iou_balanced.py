@@ -9,10 +9,10 @@ IoU-balanced sampling cost, measured side by side in one run.
    - Detectron2's ``subsample_labels`` (uniform; the baseline of the ratios);
    - ``iou_balanced_subsample`` with Libra R-CNN's settings (K = 3, no floor set,
      instance-balanced positives), with uniform positives, and with a floor set;
-   - ``mmdet_libra_sample`` below: MMDetection's ``InstanceBalancedPosSampler`` +
-     ``IoUBalancedNegSampler`` algorithm (mmdet 3.x) re-implemented step by step as written
-     there (numpy and Python sets on the host, a loop over bins and over GTs), without
-     MMDetection installed.
+   - ``mmdet_libra_sample`` (``d2_sampling/references/iou_balanced.py``): MMDetection's
+     ``InstanceBalancedPosSampler`` + ``IoUBalancedNegSampler`` algorithm (mmdet 3.x)
+     re-implemented step by step (numpy and Python sets on the host, a loop over bins and over
+     GTs), without MMDetection installed.
 2. Training iteration (forward + backward + SGD step) of the TinyNet-FPN Faster R-CNN of
    configs/Synthetic/ with StandardROIHeads and with IoUBalancedROIHeads, same weights, same
    batch, same input size, at 128 and 512 ROIs per image; variants interleaved iteration by
@@ -29,158 +29,23 @@ import os
 import platform
 import random
 import statistics
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
-import numpy as np
 import torch
+from _common import fixed_batch, load_cfg
+from detectron2.modeling import build_model
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.sampling import subsample_labels
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import d2_sampling  # noqa: E402,F401  (registers models and datasets)
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.modeling.matcher import Matcher  # noqa: E402
-from detectron2.modeling.sampling import subsample_labels  # noqa: E402
-from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-
-from _common import fixed_batch, load_cfg  # noqa: E402
-from d2_sampling.modeling import iou_balanced_subsample  # noqa: E402
+import d2_sampling  # noqa: F401  (registers models and datasets)
+from d2_sampling.modeling import iou_balanced_subsample
+from d2_sampling.modeling.roi_heads import label_proposals
+from d2_sampling.references.iou_balanced import mmdet_libra_sample
 
 NUM_CLASSES = 80
-
-
-# --------------------------------------------------------------------------------------------
-# MMDetection's algorithm, re-implemented for timing (see the module docstring).
-# --------------------------------------------------------------------------------------------
-def _mmdet_random_choice(gallery, num):
-    """RandomSampler.random_choice: a torch randperm, numpy in -> numpy out."""
-    is_tensor = isinstance(gallery, torch.Tensor)
-    if not is_tensor:
-        gallery = torch.tensor(gallery, dtype=torch.long)
-    perm = torch.randperm(gallery.numel(), device=gallery.device)[:num]
-    chosen = gallery[perm]
-    return chosen if is_tensor else chosen.cpu().numpy()
-
-
-def _mmdet_instance_balanced_pos(gt_inds, num_expected):
-    pos_inds = torch.nonzero(gt_inds > 0, as_tuple=False).squeeze(1)
-    if pos_inds.numel() <= num_expected:
-        return pos_inds
-    unique_gts = gt_inds[pos_inds].unique()
-    per_gt = int(round(num_expected / float(len(unique_gts))) + 1)
-    picked = []
-    for g in unique_gts:
-        inds = torch.nonzero(gt_inds == g.item(), as_tuple=False).squeeze(1)
-        if len(inds) > per_gt:
-            inds = _mmdet_random_choice(inds, per_gt)
-        picked.append(inds)
-    picked = torch.cat(picked)
-    if len(picked) < num_expected:
-        # MMDetection builds these sets from 0-d tensors (compared by identity); plain ints
-        # here, which is what it means and costs about the same.
-        extra = np.array(list(set(pos_inds.tolist()) - set(picked.tolist())), dtype=np.int64)
-        if len(extra) > num_expected - len(picked):
-            extra = _mmdet_random_choice(extra, num_expected - len(picked))
-        picked = torch.cat([picked, torch.from_numpy(extra).long()])
-    elif len(picked) > num_expected:
-        picked = _mmdet_random_choice(picked, num_expected)
-    return picked
-
-
-def _mmdet_sample_via_interval(max_overlaps, full_set, num_expected, floor_thr, num_bins):
-    max_iou = max_overlaps.max()  # over ALL proposals, positives included
-    width = (max_iou - floor_thr) / num_bins
-    per_bin = int(num_expected / num_bins)
-    picked = []
-    for i in range(num_bins):
-        start, end = floor_thr + i * width, floor_thr + (i + 1) * width
-        in_bin = set(np.where(np.logical_and(max_overlaps >= start, max_overlaps < end))[0])
-        inds = list(in_bin & full_set)
-        if len(inds) > per_bin:
-            picked.append(_mmdet_random_choice(inds, per_bin))
-        else:
-            picked.append(np.array(inds, dtype=np.int64))
-    picked = np.concatenate(picked)
-    if len(picked) < num_expected:
-        extra = np.array(list(full_set - set(picked)))
-        if len(extra) > num_expected - len(picked):
-            extra = _mmdet_random_choice(extra, num_expected - len(picked))
-        picked = np.concatenate([picked, extra])
-    return picked
-
-
-def _mmdet_iou_balanced_neg(
-    gt_inds, max_overlaps_t, num_expected, floor_thr, floor_fraction, num_bins
-):
-    neg_inds = torch.nonzero(gt_inds == 0, as_tuple=False).squeeze(1)
-    if len(neg_inds) <= num_expected:
-        return neg_inds
-    max_overlaps = max_overlaps_t.cpu().numpy()
-    neg_set = set(neg_inds.cpu().numpy())
-    if floor_thr > 0:
-        floor_set = set(np.where(np.logical_and(max_overlaps >= 0, max_overlaps < floor_thr))[0])
-        iou_set = set(np.where(max_overlaps >= floor_thr)[0])
-    elif floor_thr == 0:
-        floor_set = set(np.where(max_overlaps == 0)[0])
-        iou_set = set(np.where(max_overlaps > floor_thr)[0])
-    else:
-        floor_set = set()
-        iou_set = set(np.where(max_overlaps > floor_thr)[0])
-        floor_thr = 0  # MMDetection stores this on the sampler (self.floor_thr = 0)
-    floor_neg = list(floor_set & neg_set)
-    iou_neg = list(iou_set & neg_set)
-    num_iou = int(num_expected * (1 - floor_fraction))
-    if len(iou_neg) > num_iou:
-        if num_bins >= 2:
-            iou_picked = _mmdet_sample_via_interval(
-                max_overlaps, set(iou_neg), num_iou, floor_thr, num_bins
-            )
-        else:
-            iou_picked = _mmdet_random_choice(iou_neg, num_iou)
-    else:
-        iou_picked = np.array(iou_neg, dtype=np.int64)
-    num_floor = num_expected - len(iou_picked)
-    if len(floor_neg) > num_floor:
-        floor_picked = _mmdet_random_choice(floor_neg, num_floor)
-    else:
-        floor_picked = np.array(floor_neg, dtype=np.int64)
-    picked = np.concatenate((floor_picked, iou_picked))
-    if len(picked) < num_expected:
-        extra = np.array(list(neg_set - set(picked)))
-        if len(extra) > num_expected - len(picked):
-            extra = _mmdet_random_choice(extra, num_expected - len(picked))
-        picked = np.concatenate((picked, extra))
-    return torch.from_numpy(picked).long().to(gt_inds.device)
-
-
-def mmdet_libra_sample(
-    gt_inds,
-    max_overlaps,
-    num=512,
-    pos_fraction=0.25,
-    floor_thr=-1.0,
-    floor_fraction=0.0,
-    num_bins=3,
-):
-    """
-    MMDetection's CombinedSampler(InstanceBalancedPosSampler, IoUBalancedNegSampler).sample.
-
-    Args:
-        gt_inds (Tensor): (R,) MMDetection's convention: 0 negative, -1 ignored, i + 1 GT i.
-        max_overlaps (Tensor): (R,) max IoU of each proposal.
-
-    Returns:
-        pos_inds, neg_inds (Tensor)
-    """
-    pos = _mmdet_instance_balanced_pos(gt_inds, int(num * pos_fraction)).unique()
-    neg = _mmdet_iou_balanced_neg(
-        gt_inds, max_overlaps, num - pos.numel(), floor_thr, floor_fraction, num_bins
-    ).unique()
-    return pos, neg
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,13 +81,11 @@ def make_image(num_proposals, near_fraction=1 / 3, seed=0):
         ],
         dim=1,
     )
-    quality = pairwise_iou(Boxes(gt), Boxes(boxes))
-    matched, match_labels = Matcher([0.5], [0, 1])(quality)
-    ious = quality.gather(0, matched[None]).squeeze(0)
-    classes = torch.randint(0, NUM_CLASSES, (7,), generator=gen)
-    labels = classes[matched]
-    labels[match_labels == 0] = NUM_CLASSES
-    return labels, ious, matched
+    targets = Instances((int(h), int(w)), gt_boxes=Boxes(gt))
+    targets.gt_classes = torch.randint(0, NUM_CLASSES, (7,), generator=gen)
+    proposals = Instances((int(h), int(w)), proposal_boxes=Boxes(boxes))
+    labels = label_proposals(proposals, targets, Matcher([0.5], [0, 1]), NUM_CLASSES)
+    return labels.gt_classes, labels.ious, labels.matched_idxs
 
 
 def bench_sampling(args):
@@ -312,8 +175,6 @@ VARIANTS = [
         2,
     ),
 ]
-
-
 
 
 def bench_iterations(args):

@@ -21,28 +21,21 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
+from _common import fixed_batch, load_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import d2_sampling  # noqa: E402,F401  (registers models and datasets)
-from detectron2.layers import ShapeSpec  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.modeling.box_regression import Box2BoxTransform  # noqa: E402
-from detectron2.modeling.poolers import ROIPooler  # noqa: E402
-from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-
-from _common import fixed_batch, load_cfg  # noqa: E402
-from d2_sampling.modeling import select_hard_examples  # noqa: E402
-from d2_sampling.modeling.roi_heads.ohem_roi_heads import fast_rcnn_per_roi_losses  # noqa: E402
+import d2_sampling  # noqa: F401  (registers models and datasets)
+from d2_sampling.modeling import fast_rcnn_per_roi_losses, select_hard_examples
 
 VARIANTS = [
     # name, config, extra options, index of the StandardROIHeads row it is compared with

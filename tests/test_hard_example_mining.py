@@ -1,4 +1,7 @@
-"""select_hard_examples: exact hand-sized cases, edge cases, a loop reference on random inputs."""
+"""
+select_hard_examples: exact hand-sized cases, edge cases, and the plain-loop reference of
+d2_sampling.references.hard_example_mining on random inputs.
+"""
 
 import itertools
 import random
@@ -7,34 +10,7 @@ import unittest
 import torch
 
 from d2_sampling.modeling import select_hard_examples
-
-
-def _iou(a, b):
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(iw, 0.0) * max(ih, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def reference_select(losses, num_samples, boxes=None, nms_thresh=0.7, is_fg=None, pos_frac=-1.0):
-    """Straight from the definition, with plain Python lists and loops."""
-    losses = [float(x) for x in losses]
-    order = sorted(range(len(losses)), key=lambda i: (-losses[i], i))
-    if boxes is not None and 0 < nms_thresh < 1:
-        boxes = [[float(v) for v in b] for b in boxes]
-        kept = []
-        for i in order:
-            if all(_iou(boxes[i], boxes[j]) <= nms_thresh for j in kept):
-                kept.append(i)
-        order = kept
-    if pos_frac < 0:
-        return order[:num_samples]
-    fg = [i for i in order if is_fg[i]]
-    bg = [i for i in order if not is_fg[i]]
-    num_pos = min(int(num_samples * pos_frac), len(fg))
-    chosen = set(fg[:num_pos]) | set(bg[: num_samples - num_pos])
-    return [i for i in order if i in chosen]
+from d2_sampling.references.hard_example_mining import select_hard_examples_reference
 
 
 def _random_case(rng, gen):
@@ -178,7 +154,7 @@ class TestSelectHardExamplesAgainstReference(unittest.TestCase):
                     is_foreground=is_fg,
                     positive_fraction=pos_frac,
                 )
-                want = reference_select(
+                want = select_hard_examples_reference(
                     losses.tolist(),
                     num,
                     boxes.tolist() if use_boxes else None,

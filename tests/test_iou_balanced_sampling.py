@@ -1,7 +1,8 @@
 """
-Tests of ``iou_balanced_subsample`` (Libra R-CNN's IoU-balanced negatives and instance-balanced
-positives): exact counts on hand-sized cases, a plain-loop reference on random inputs,
-statistical uniformity over seeded draws, and argument checking.
+Tests of ``iou_balanced_subsample`` / ``IoUBalancedSampler`` (Libra R-CNN's IoU-balanced
+negatives and instance-balanced positives): exact counts on hand-sized cases, the plain-loop
+reference of d2_sampling.references.iou_balanced on random inputs, the bins the sampler reports,
+statistical properties over seeded draws, and argument checking.
 """
 
 import math
@@ -9,8 +10,15 @@ import random
 import unittest
 
 import torch
+from detectron2.modeling.sampling import subsample_labels
 
-from d2_sampling.modeling import iou_balanced_subsample, iou_bin_index
+from d2_sampling.modeling import (
+    IoUBalancedSampler,
+    NegativeBins,
+    iou_balanced_subsample,
+    iou_bin_index,
+)
+from d2_sampling.references.iou_balanced import iou_balanced_reference
 
 BG = 5  # background label of these tests (5 foreground classes)
 
@@ -197,53 +205,6 @@ class TestExactCounts(unittest.TestCase):
         self.assertTrue(torch.equal(neg.sort().values, torch.tensor([5, 8, 10, 11, 12, 13])))
 
 
-def reference(
-    labels, ious, gt, num_samples, positive_fraction, num_bins, floor_thr, floor_fraction
-):
-    """
-    Plain-loop reading of the spec. Returns the deterministic parts of the outcome:
-    (num_pos, {gt: (count, exhausted?)} rule, level, leftover), per-bin quotas, floor draws,
-    bin capacities, negatives total.
-    """
-    labels, ious, gt = labels.tolist(), ious.tolist(), gt.tolist()
-    positives = [i for i, v in enumerate(labels) if v not in (-1, BG)]
-    negatives = [i for i, v in enumerate(labels) if v == BG]
-    num_pos = min(len(positives), int(num_samples * positive_fraction))
-    # water level: the largest t with sum(min(c, t)) <= num_pos
-    cand = {}
-    for i in positives:
-        cand[gt[i]] = cand.get(gt[i], 0) + 1
-    t = 0
-    while sum(min(c, t + 1) for c in cand.values()) <= num_pos and t < len(positives):
-        t += 1
-    quota = num_samples - num_pos
-    out = dict(num_pos=num_pos, cand=cand, level=t, num_neg=min(len(negatives), quota))
-    if len(negatives) <= quota:
-        return out
-    floor = [i for i in negatives if floor_thr >= 0 and ious[i] < floor_thr]
-    balanced = [i for i in negatives if i not in floor]
-    low = max(floor_thr, 0.0)
-    h = max(ious[i] for i in negatives)
-    members = [[] for _ in range(num_bins)]
-    for i in balanced:
-        k = 0
-        while k < num_bins - 1 and ious[i] > low + (k + 1) * (h - low) / num_bins:
-            k += 1
-        members[k].append(i)
-    floor_take = min(len(floor), int(quota * floor_fraction))
-    per_bin = [min(len(m), (quota - floor_take) // num_bins) for m in members]
-    missing = quota - floor_take - sum(per_bin)
-    fill_balanced = min(missing, len(balanced) - sum(per_bin))
-    out.update(
-        members=members,
-        per_bin=per_bin,
-        floor=set(floor),
-        floor_total=floor_take + (missing - fill_balanced),
-        balanced_total=sum(per_bin) + fill_balanced,
-    )
-    return out
-
-
 class TestAgainstReference(unittest.TestCase):
     def test_random_inputs(self):
         rng = random.Random(0)
@@ -275,7 +236,9 @@ class TestAgainstReference(unittest.TestCase):
                 floor_fraction=floor_fraction,
                 gt_indices=gt if use_gt else None,
             )
-            ref = reference(labels, ious, gt, num_samples, pf, num_bins, floor_thr, floor_fraction)
+            ref = iou_balanced_reference(
+                labels, ious, gt, num_samples, pf, num_bins, floor_thr, floor_fraction, BG
+            )
             msg = f"case {case}"
             pos_l, neg_l = pos.tolist(), neg.tolist()
             # no duplicates, right kinds, right totals
@@ -304,6 +267,81 @@ class TestAgainstReference(unittest.TestCase):
                 self.assertEqual(len(got - ref["floor"]), ref["balanced_total"], msg)
                 for m, q in zip(ref["members"], ref["per_bin"]):
                     self.assertGreaterEqual(len(got & set(m)), q, msg)
+
+
+class TestReportedBins(unittest.TestCase):
+    """``return_bins=True``: the sampler reports the bins it used; nothing recomputes them."""
+
+    def test_hand_sized(self):
+        labels, ious, gt = make(TestExactCounts.NEG, pos_gts=[0, 0, 1])
+        torch.manual_seed(0)
+        pos, neg, bins = iou_balanced_subsample(labels, ious, 8, 0.25, BG, return_bins=True)
+        self.assertIsInstance(bins, NegativeBins)
+        self.assertEqual((bins.num_bins, bins.low), (3, 0.0))
+        self.assertAlmostEqual(float(bins.high), 0.4, places=6)
+        self.assertEqual(bins.counts().tolist(), [2, 2, 2, 0])  # no floor set: last is 0
+        self.assertEqual(bins.groups.shape, neg.shape)
+        self.assertEqual(bins.groups.dtype, torch.int64)
+        # floor (IoU < 0.1): int(6 * 0.5) = 3, bins over [0.1, 0.4]: 1 each.
+        labels, ious, _ = make(TestExactCounts.FLOOR_NEG)
+        _, neg, bins = iou_balanced_subsample(
+            labels, ious, 6, 0.0, BG, floor_thr=0.1, floor_fraction=0.5, return_bins=True
+        )
+        self.assertEqual(bins.counts().tolist(), [1, 1, 1, 3])
+        self.assertEqual(bins.low, 0.1)
+        self.assertTrue(all(ious[i] < 0.1 for i in neg[bins.groups == 3].tolist()))
+
+    def test_all_negatives_taken_and_none(self):
+        # Not more negatives than the quota: all of them, and still their bins (h = 0.3).
+        labels, ious, _ = make([0.05, 0.15, 0.3], pos_gts=[0], num_ignored=2)
+        _, neg, bins = iou_balanced_subsample(labels, ious, 8, 0.25, BG, return_bins=True)
+        self.assertEqual(neg.tolist(), [1, 2, 3])
+        self.assertEqual(bins.groups.tolist(), [0, 1, 2])
+        # No negative at all.
+        labels, ious, _ = make([], pos_gts=[0, 1])
+        _, neg, bins = iou_balanced_subsample(labels, ious, 8, 0.25, BG, return_bins=True)
+        self.assertEqual((neg.numel(), bins.groups.numel(), float(bins.high)), (0, 0, 0.0))
+        self.assertEqual(bins.counts().tolist(), [0, 0, 0, 0])
+
+    def test_random_inputs_match_the_bins_recomputed_from_the_output(self):
+        rng = random.Random(1)
+        for case in range(200):
+            r = rng.randint(0, 120)
+            labels = torch.tensor(
+                [rng.choice([BG, BG, BG, -1, 0, 3]) for _ in range(r)], dtype=torch.int64
+            )
+            ious = torch.rand(r, generator=torch.Generator().manual_seed(case)) * 0.6
+            gt = torch.tensor([rng.randint(0, 4) for _ in range(r)], dtype=torch.int64)
+            kwargs = dict(
+                num_bins=rng.randint(1, 5),
+                floor_thr=rng.choice([-1.0, 0.0, 0.1, 0.25]),
+                floor_fraction=rng.choice([0.0, 0.3, 1.0]),
+                gt_indices=gt if rng.random() < 0.7 else None,
+            )
+            args = (labels, ious, rng.randint(0, 60), rng.choice([0.0, 0.25, 1.0]), BG)
+            torch.manual_seed(case)
+            pos, neg = iou_balanced_subsample(*args, **kwargs)
+            torch.manual_seed(case)
+            pos2, neg2, bins = iou_balanced_subsample(*args, return_bins=True, **kwargs)
+            torch.manual_seed(case)
+            sampler = IoUBalancedSampler(
+                kwargs["num_bins"], kwargs["floor_thr"], kwargs["floor_fraction"]
+            )
+            pos3, neg3 = sampler(*args, gt_indices=kwargs["gt_indices"])
+            msg = f"case {case}"
+            # Reporting the bins, or using the sampler object, draws exactly the same.
+            for p, n in ((pos2, neg2), (pos3, neg3)):
+                self.assertTrue(torch.equal(p, pos) and torch.equal(n, neg), msg)
+            # The reported groups are the bins of the sampled negatives, as documented.
+            k, floor_thr = kwargs["num_bins"], kwargs["floor_thr"]
+            all_neg = ious[labels == BG]
+            high = all_neg.max() if all_neg.numel() else torch.zeros(())
+            want = iou_bin_index(ious[neg], k, max(floor_thr, 0.0), high)
+            if floor_thr >= 0:
+                want[ious[neg] < floor_thr] = k
+            self.assertTrue(torch.equal(bins.groups, want), msg)
+            self.assertEqual(float(bins.high), float(high), msg)
+            self.assertEqual(int(bins.counts().sum()), neg.numel(), msg)
 
 
 class TestUniformity(unittest.TestCase):
@@ -350,6 +388,56 @@ class TestUniformity(unittest.TestCase):
         self.assertFrequencies(hits, expected)
 
 
+class TestUpperBinShare(unittest.TestCase):
+    """
+    The point of the sampler, over many seeded draws: on pools where most negatives have an
+    IoU near 0 (as early in training), the negatives it picks sit in the upper IoU bins far
+    more often than uniform sampling's. (The end-to-end tests only check that these shares are
+    logged: in a real run they depend on the proposals, i.e. on the weights.)
+    """
+
+    def share_of_upper_bins(self, exponent, draws=100):
+        """Mean over seeded draws of the upper bins' share (balanced, uniform) and mean IoUs."""
+        balanced, uniform = [], []
+        self.mean_iou = {"balanced": 0.0, "uniform": 0.0}
+        for seed in range(draws):
+            g = torch.Generator().manual_seed(seed)
+            # 1000 negatives, IoU 0.5 * u^exponent: skewed towards 0; 100 positives.
+            neg_ious = 0.499 * torch.rand(1000, generator=g) ** exponent
+            labels, ious, gt = make(neg_ious.tolist(), pos_gts=[i % 5 for i in range(100)])
+            torch.manual_seed(seed)
+            _, neg, bins = iou_balanced_subsample(
+                labels, ious, 256, 0.25, BG, gt_indices=gt, return_bins=True
+            )
+            counts = bins.counts()
+            self.assertEqual(neg.numel(), 192)
+            # Guaranteed in every draw: each upper bin gives min(its size, 192 // 3).
+            sizes = torch.bincount(iou_bin_index(neg_ious, 3, 0.0, neg_ious.max()), minlength=3)
+            self.assertGreaterEqual(int(counts[1:3].sum()), int(sizes[1:].clamp(max=64).sum()))
+            balanced.append(float(counts[1:3].sum()) / neg.numel())
+            _, uneg = subsample_labels(labels, 256, 0.25, BG)
+            self.mean_iou["balanced"] += float(ious[neg].mean()) / draws
+            self.mean_iou["uniform"] += float(ious[uneg].mean()) / draws
+            upper = iou_bin_index(ious[uneg], 3, 0.0, neg_ious.max()) > 0
+            uniform.append(float(upper.float().mean()))
+        return sum(balanced) / draws, sum(uniform) / draws
+
+    def test_upper_bins_filled_when_they_hold_their_share(self):
+        # u^3: ~31% of the negatives above h / 3, every bin holds more than 64.
+        balanced, uniform = self.share_of_upper_bins(3)
+        self.assertAlmostEqual(balanced, 2 / 3, places=6)  # exactly 64 + 64 of 192, every draw
+        self.assertLess(abs(uniform - 0.31), 0.03)
+
+    def test_upper_bins_short(self):
+        # u^8: ~13% above h / 3 and ~5% in the top bin, which runs short; the fill is random.
+        balanced, uniform = self.share_of_upper_bins(8)
+        self.assertGreater(balanced, 0.55)
+        self.assertLess(uniform, 0.16)
+        self.assertGreater(balanced, 3.5 * uniform)
+        # Hence picked negatives of a higher IoU on average (what tools/plot_sampled_iou.py shows).
+        self.assertGreater(self.mean_iou["balanced"], 2 * self.mean_iou["uniform"])
+
+
 class TestDeviceAndDtypes(unittest.TestCase):
     def test_float64_ious_and_int32_gt(self):
         labels, ious, gt = make(TestExactCounts.NEG, pos_gts=[0, 1, 1])
@@ -367,25 +455,38 @@ class TestDeviceAndDtypes(unittest.TestCase):
 
 
 class TestBadValues(unittest.TestCase):
-    def test_value_errors_name_the_key(self):
+    CASES = [
+        (dict(num_bins=0), "num_bins"),
+        (dict(num_bins=-2), "num_bins"),
+        (dict(num_bins=2.5), "num_bins"),
+        (dict(floor_thr=1.0), "floor_thr"),
+        (dict(floor_thr=3.0), "floor_thr"),
+        (dict(floor_thr=float("nan")), "floor_thr"),
+        (dict(floor_fraction=-0.1), "floor_fraction"),
+        (dict(floor_fraction=1.5), "floor_fraction"),
+    ]
+
+    def test_value_errors_name_the_argument(self):
+        # A pure function: its own argument names, no config keys.
         labels, ious, _ = make([0.1, 0.2])
-        cases = [
-            (dict(num_bins=0), "MODEL.IOU_BALANCED.NUM_BINS"),
-            (dict(num_bins=-2), "MODEL.IOU_BALANCED.NUM_BINS"),
-            (dict(num_bins=2.5), "MODEL.IOU_BALANCED.NUM_BINS"),
-            (dict(floor_thr=1.0), "MODEL.IOU_BALANCED.FLOOR_THR"),
-            (dict(floor_thr=3.0), "MODEL.IOU_BALANCED.FLOOR_THR"),
-            (dict(floor_thr=float("nan")), "MODEL.IOU_BALANCED.FLOOR_THR"),
-            (dict(floor_fraction=-0.1), "MODEL.IOU_BALANCED.FLOOR_FRACTION"),
-            (dict(floor_fraction=1.5), "MODEL.IOU_BALANCED.FLOOR_FRACTION"),
-        ]
-        for kwargs, key in cases:
-            with self.assertRaisesRegex(ValueError, key.replace(".", r"\.")) as cm:
+        for kwargs, arg in self.CASES:
+            with self.assertRaisesRegex(ValueError, "^" + arg + " must") as cm:
                 iou_balanced_subsample(labels, ious, 4, 0.25, BG, **kwargs)
             self.assertIn(repr(list(kwargs.values())[0]), str(cm.exception))
+            self.assertNotIn("MODEL.", str(cm.exception))
+            # The sampler object checks the same, once, when it is built.
+            with self.assertRaisesRegex(ValueError, "^" + arg + " must"):
+                IoUBalancedSampler(**kwargs)
         for pf in (-0.5, 1.01):
-            with self.assertRaisesRegex(ValueError, r"MODEL\.ROI_HEADS\.POSITIVE_FRACTION"):
+            with self.assertRaisesRegex(ValueError, r"^positive_fraction must.*" + repr(pf)):
                 iou_balanced_subsample(labels, ious, 4, pf, BG)
+
+    def test_callers_can_name_the_values_their_way(self):
+        from d2_sampling.modeling.iou_balanced_sampling import check_iou_balanced_args
+
+        with self.assertRaisesRegex(ValueError, r"^KEY\.BINS must be an integer >= 1, got 0$"):
+            check_iou_balanced_args(0, -1.0, 0.0, names={"num_bins": "KEY.BINS"})
+        check_iou_balanced_args(1, 0.999, 1.0, 0.0)  # edge values are accepted
 
     def test_shape_mismatch(self):
         labels, ious, gt = make([0.1, 0.2])

@@ -12,8 +12,6 @@ import unittest
 
 import pytest
 import torch
-from torch import nn
-
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
@@ -22,12 +20,6 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
-
-from d2_sampling import add_d2_sampling_config
-from d2_sampling.config import add_ohem_config
-from d2_sampling.modeling import OHEMROIHeads
-from d2_sampling.modeling.roi_heads.ohem_roi_heads import fast_rcnn_per_roi_losses
-
 from helpers import (
     COCO_TINY,
     CONFIGS,
@@ -38,6 +30,11 @@ from helpers import (
     run_train_net,
     write_empty_images_dataset,
 )
+from torch import nn
+
+from d2_sampling import add_d2_sampling_config
+from d2_sampling.config import add_ohem_config
+from d2_sampling.modeling import OHEMROIHeads, fast_rcnn_per_roi_losses
 
 K = 2  # foreground classes; background is 2
 # Image 0: two GT boxes and 8 proposals; Detectron2 appends the GT boxes as RoIs 8 and 9.
@@ -431,6 +428,9 @@ def test_e2e_yacs_two_process(tmp_path):
         CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_ohem_instant_test.yaml",
         "--num-gpus",
         2,
+        "--check-weight-sync",
+        "SEED",
+        0,
         "OUTPUT_DIR",
         out,
     )
@@ -440,7 +440,11 @@ def test_e2e_yacs_two_process(tmp_path):
     metrics = read_metrics(out)
     assert _last(metrics, "roi_head/ohem_num_selected") == 64
     assert _last(metrics, "roi_head/ohem_pool_size") > 64
-    assert _last(metrics, "roi_head/ohem_loss_selected") > _last(metrics, "roi_head/ohem_loss_pool")
+    # Both loss means are logged; how far apart they are depends on the weights (and NMS can
+    # drop hard RoIs), so only their validity is asserted here. The selection by loss itself
+    # is pinned exactly in TestOHEMSelectionEntersLoss.
+    for key in ("roi_head/ohem_loss_selected", "roi_head/ohem_loss_pool"):
+        assert math.isfinite(_last(metrics, key)) and _last(metrics, key) >= 0, key
     assert any("bbox/AP" in m for m in metrics)
 
 
@@ -464,6 +468,8 @@ def test_e2e_yacs_images_without_annotations(tmp_path):
         16,
         "MODEL.OHEM.NMS_THRESH",
         0.5,
+        "SEED",
+        0,
         "OUTPUT_DIR",
         out,
     )
@@ -483,11 +489,13 @@ def test_e2e_lazy_mask_rcnn_with_override(tmp_path):
         CONFIGS / "quick_schedules/mask_rcnn_tiny_FPN_ohem_instant_test.py",
         "model.roi_heads.ohem_batch_size_per_image=24",
         "+dataloader.train.dataset.filter_empty=False",
+        "train.seed=0",
         f"train.output_dir={out}",
     )
     metrics = read_metrics(out)
-    assert _last(metrics, "roi_head/ohem_num_selected") == 24
+    assert _last(metrics, "roi_head/ohem_num_selected") == 24  # the override took effect
     assert any("loss_mask" in m for m in metrics)
+    # A mask model is evaluated for segm too, whatever its (untrained) predictions are.
     assert any("segm/AP" in m for m in metrics)
 
 
@@ -524,8 +532,12 @@ def test_plot_tool_runs(tmp_path):
             str(REPO / "tools" / "plot_ohem_losses.py"),
             "--iters",
             "1",
+            "--seed",
+            "0",
             "--coco-root",
             str(COCO_TINY),
+            "--output-dir",
+            str(tmp_path / "train"),
             "--out",
             str(out),
             "--json",
@@ -538,6 +550,14 @@ def test_plot_tool_runs(tmp_path):
         stderr=subprocess.STDOUT,
     )
     assert out.stat().st_size > 10_000
+    # The one training path: the project's Trainer wrote its metrics there.
+    assert (tmp_path / "train" / "metrics.json").is_file()
     result = json.loads(stats.read_text())
-    assert result["paper"]["selected"] <= 64 * 2
-    assert result["paper"]["mean_loss_selected"] >= result["paper"]["mean_loss_pool"]
+    # Counts hold whatever the weights; which RoIs are hardest does not.
+    assert 0 < result["paper"]["selected"] <= 64 * 2
+    assert 0 < result["mmdet"]["selected"] <= 512 * 2
+    for recipe in ("paper", "mmdet"):
+        r = result[recipe]
+        assert r["pool_size"] == sum(result["pool_sizes"]), recipe
+        assert r["selected_fg"] <= min(r["selected"], r["pool_fg"]), recipe
+        assert math.isfinite(r["mean_loss_selected"]) and r["mean_loss_selected"] >= 0, recipe

@@ -2,113 +2,115 @@
 """
 Plot the per-RoI loss of the whole OHEM pool against the RoIs OHEM selects, on a real batch.
 
-Trains the TinyNet-FPN Faster R-CNN of configs/Synthetic/ (OHEM, paper settings) from scratch
-for a few hundred iterations on the COCO slice coco_tiny (no pretrained weights can be
-downloaded here, so the detector is weak: the picture shows how the selection behaves on real
-images and proposals, not a converged detector), then takes two validation images, runs the
-backbone and RPN, labels the pool and scores it with the read-only pass, and selects with
-both recipes:
+Trains the TinyNet-FPN Faster R-CNN of configs/Synthetic/ (OHEM, paper settings) from scratch,
+with the project's Trainer (as train_net.py does), for a few hundred iterations on the COCO
+slice coco_tiny (no pretrained weights can be downloaded here, so the detector is weak: the
+picture shows how the selection behaves on real images and proposals, not a converged
+detector), then takes two validation images, runs the backbone and RPN, labels the pool and
+scores it with the read-only pass, and selects with both recipes:
 
 - paper: ranking by cls + box loss, NMS 0.7, 64 RoIs per image, no foreground quota;
 - MMDetection: ranking by classification loss, no NMS, 512 RoIs per image, 25% foreground.
 
     python tools/plot_ohem_losses.py [--iters 300] [--out docs/images/ohem_loss_distribution.png]
+                                     [--seed 0] [--output-dir DIR] [--json out.json]
+
+``--iters 1`` is the cheap mode (a test runs it so the script does not rot).
 """
 
 import argparse
 import json
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import EventStorage
+
+import d2_sampling  # noqa: F401  (registers models and datasets)
+from d2_sampling.engine import Trainer, load_yacs_config
+from d2_sampling.modeling import fast_rcnn_per_roi_losses, select_hard_examples
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import d2_sampling  # noqa: E402,F401
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data import (
-    DatasetCatalog,
-    DatasetMapper,
-    build_detection_train_loader,
-)  # noqa: E402
-from detectron2.engine import SimpleTrainer, hooks  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.solver import build_lr_scheduler, build_optimizer  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-
-from d2_sampling import add_d2_sampling_config  # noqa: E402
-from d2_sampling.data import register_coco_format  # noqa: E402
-from d2_sampling.modeling import select_hard_examples  # noqa: E402
-from d2_sampling.modeling.roi_heads.ohem_roi_heads import fast_rcnn_per_roi_losses  # noqa: E402
-
 COCO_TINY = REPO.parent / "shared" / "data" / "coco_tiny"
+CONFIG = REPO / "configs/Synthetic/faster_rcnn_tiny_FPN_ohem.yaml"
 
 
-def build_cfg(args):
-    cfg = get_cfg()
-    add_d2_sampling_config(cfg)
-    cfg.merge_from_file(str(REPO / "configs/Synthetic/faster_rcnn_tiny_FPN_ohem.yaml"))
-    cfg.merge_from_list(
+def build_cfg(args, output_dir):
+    root = Path(args.coco_root)
+    datasets = [
         [
-            "MODEL.DEVICE",
-            "cpu",
-            "MODEL.ROI_HEADS.NUM_CLASSES",
-            80,
-            "MODEL.PIXEL_MEAN",
-            [103.53, 116.28, 123.675],
-            "MODEL.PIXEL_STD",
-            [57.375, 57.12, 58.395],
-            "DATASETS.TRAIN",
-            ("ohem_plot_coco_tiny_train",),
-            "DATASETS.TEST",
-            (),
-            "DATALOADER.NUM_WORKERS",
-            0,
-            "INPUT.MIN_SIZE_TRAIN",
-            (320,),
-            "INPUT.MAX_SIZE_TRAIN",
-            512,
-            # RoI pools of COCO-config size: ~1000 RPN proposals per image (+ ground truth).
-            "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
-            2000,
-            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
-            1000,
-            "SOLVER.IMS_PER_BATCH",
-            2,
-            "SOLVER.BASE_LR",
-            0.01,
-            "SOLVER.WARMUP_ITERS",
-            100,
-            # From scratch at batch 2: clip, or the first hundred steps can diverge.
-            "SOLVER.CLIP_GRADIENTS.ENABLED",
-            True,
-            "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
-            "norm",
-            "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
-            5.0,
-            "SOLVER.MAX_ITER",
-            args.iters,
-            "SOLVER.STEPS",
-            (),
-            "SEED",
-            args.seed,
+            f"ohem_plot_coco_tiny_{split}",
+            str(root / "annotations" / f"instances_{split}2017.json"),
+            str(root / f"{split}2017"),
         ]
-    )
-    return cfg
+        for split in ("train", "val")
+    ]
+    opts = [
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        80,
+        "MODEL.PIXEL_MEAN",
+        [103.53, 116.28, 123.675],
+        "MODEL.PIXEL_STD",
+        [57.375, 57.12, 58.395],
+        "DATASETS.COCO_FORMAT",
+        datasets,
+        "DATASETS.TRAIN",
+        ("ohem_plot_coco_tiny_train",),
+        "DATASETS.TEST",
+        (),
+        "DATALOADER.NUM_WORKERS",
+        0,
+        "INPUT.MIN_SIZE_TRAIN",
+        (320,),
+        "INPUT.MAX_SIZE_TRAIN",
+        512,
+        # RoI pools of COCO-config size: ~1000 RPN proposals per image (+ ground truth).
+        "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+        2000,
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+        1000,
+        "SOLVER.IMS_PER_BATCH",
+        2,
+        "SOLVER.BASE_LR",
+        0.01,
+        "SOLVER.WARMUP_ITERS",
+        100,
+        # From scratch at batch 2: clip, or the first hundred steps can diverge.
+        "SOLVER.CLIP_GRADIENTS.ENABLED",
+        True,
+        "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+        "norm",
+        "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
+        5.0,
+        "SOLVER.MAX_ITER",
+        args.iters,
+        "SOLVER.STEPS",
+        (),
+        # One checkpoint, at the end.
+        "SOLVER.CHECKPOINT_PERIOD",
+        args.iters + 1,
+        "SEED",
+        args.seed,
+        "OUTPUT_DIR",
+        str(output_dir),
+    ]
+    return load_yacs_config(str(CONFIG), opts)
 
 
-def train_briefly(cfg, iters):
-    model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
-    trainer = SimpleTrainer(model, build_detection_train_loader(cfg), optimizer)
-    trainer.register_hooks([hooks.LRScheduler(optimizer, build_lr_scheduler(cfg, optimizer))])
+def train_briefly(cfg):
+    """Train with the project's Trainer (checkpoint and metrics.json in cfg.OUTPUT_DIR)."""
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
     t0 = time.time()
-    trainer.train(0, iters)
-    print(f"trained {iters} iterations in {time.time() - t0:.0f} s")
-    return model
+    trainer.train()
+    print(f"trained {cfg.SOLVER.MAX_ITER} iterations in {time.time() - t0:.0f} s")
+    return trainer.model
 
 
 @torch.no_grad()
@@ -237,21 +239,18 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=2, help="images in the plotted batch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output-dir", help="training output (checkpoint, metrics.json); default: a temp folder"
+    )
     parser.add_argument("--out", default=str(REPO / "docs/images/ohem_loss_distribution.png"))
     parser.add_argument("--json", help="also write the summary numbers here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    root = Path(args.coco_root)
-    for split in ("train", "val"):
-        register_coco_format(
-            f"ohem_plot_coco_tiny_{split}",
-            str(root / "annotations" / f"instances_{split}2017.json"),
-            str(root / f"{split}2017"),
-        )
-    cfg = build_cfg(args)
-    model = train_briefly(cfg, args.iters)
-    data, sizes = score_real_batch(model, cfg, args.images)
+    seed_all_rng(args.seed)
+    with tempfile.TemporaryDirectory(prefix="plot_ohem_losses_") as tmp:
+        cfg = build_cfg(args, args.output_dir or tmp)
+        model = train_briefly(cfg)
+        data, sizes = score_real_batch(model, cfg, args.images)
     stats = plot(data, sizes, args.out, args.iters)
     print(json.dumps(stats, indent=2))
     if args.json:

@@ -13,93 +13,92 @@ proposals with the training top-k, plus the GT boxes) is matched to the GTs as
   (what OHEM would pick, without NMS).
 
 The histograms of their IoUs with the GTs are plotted, with the pool of all negatives for
-reference. Without ``--weights``, the model is first trained from scratch for
-``--train-iters`` iterations on ``--train-dataset`` (no pretrained weights are reachable here,
-so on COCO this is a briefly trained model: its hard negatives are those of an early model).
+reference. Without ``--weights``, the model is first trained from scratch with the project's
+Trainer (as train_net.py does) for ``--train-iters`` iterations on ``--train-dataset`` (no
+pretrained weights are reachable here, so on COCO this is a briefly trained model: its hard
+negatives are those of an early model).
 
     python tools/plot_sampled_iou.py --out docs/images/iou_balanced_sampled_iou.png \\
         [--config-file configs/Synthetic/faster_rcnn_tiny_FPN_demo.yaml] [--weights W.pth] \\
-        [--train-iters 200] [--max-images 80] [--json out.json] [--seed 0]
+        [--train-iters 200] [--max-images 80] [--json out.json] [--seed 0] [--output-dir DIR]
 
 Defaults use the COCO slice at ../shared/data/coco_tiny (train2017 to train, val2017 to plot).
+``--train-iters 1 --max-images 2`` is the cheap mode (a test runs it so the script does not
+rot).
 """
 
 import argparse
 import copy
 import json
 import os
-import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import d2_sampling  # noqa: E402,F401  (registers models and datasets)
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train_loader  # noqa
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.modeling.proposal_generator.proposal_utils import (  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.modeling.proposal_generator.proposal_utils import (
     add_ground_truth_to_proposals,
 )
-from detectron2.modeling.sampling import subsample_labels  # noqa: E402
-from detectron2.structures import pairwise_iou  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
+from detectron2.modeling.sampling import subsample_labels
+from detectron2.utils.env import seed_all_rng
 
-from d2_sampling import add_d2_sampling_config  # noqa: E402
-from d2_sampling.data import register_coco_format  # noqa: E402
-from d2_sampling.modeling import iou_balanced_subsample  # noqa: E402
+import d2_sampling  # noqa: F401  (registers models and datasets)
+from d2_sampling.engine import Trainer, load_yacs_config
+from d2_sampling.modeling import iou_balanced_subsample
+from d2_sampling.modeling.roi_heads import label_proposals
 
+REPO = Path(__file__).resolve().parents[1]
 COCO_TINY = REPO.parent / "shared" / "data" / "coco_tiny"
 PICKERS = ("random", "hard (by loss)", "IoU-balanced")
 
 
-def build_cfg(args):
-    cfg = get_cfg()
-    add_d2_sampling_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.MODEL.DEVICE = "cpu" if not torch.cuda.is_available() else cfg.MODEL.DEVICE
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = args.num_classes
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.batch_size_per_image
-    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION = args.positive_fraction
-    cfg.DATASETS.TRAIN = (args.train_dataset[0],)
-    cfg.DATASETS.TEST = ()
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.IMS_PER_BATCH = args.train_batch
-    cfg.freeze()
-    return cfg
+def build_cfg(args, output_dir):
+    """The config file with the user's overrides, then this tool's settings (which win)."""
+    opts = list(args.opts) + [
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        args.num_classes,
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+        args.batch_size_per_image,
+        "MODEL.ROI_HEADS.POSITIVE_FRACTION",
+        args.positive_fraction,
+        "DATASETS.COCO_FORMAT",
+        [list(args.train_dataset), list(args.dataset)],
+        "DATASETS.TRAIN",
+        (args.train_dataset[0],),
+        "DATASETS.TEST",
+        (),
+        "DATALOADER.NUM_WORKERS",
+        0,
+        "SOLVER.IMS_PER_BATCH",
+        args.train_batch,
+        # The brief training: constant learning rate after a linear warm-up, one checkpoint.
+        "SOLVER.MAX_ITER",
+        args.train_iters,
+        "SOLVER.STEPS",
+        (),
+        "SOLVER.WARMUP_ITERS",
+        max(1, min(100, args.train_iters // 4)),
+        "SOLVER.CHECKPOINT_PERIOD",
+        args.train_iters + 1,
+        "SEED",
+        args.seed,
+        "OUTPUT_DIR",
+        str(output_dir),
+    ]
+    return load_yacs_config(args.config_file, opts)
 
 
-def train_briefly(cfg, model, iters, log):
-    """Plain SGD from scratch with a linear warm-up; no checkpoint, no evaluation."""
-    loader = build_detection_train_loader(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.SGD(params, lr=cfg.SOLVER.BASE_LR, momentum=0.9, weight_decay=1e-4)
-    warmup = max(1, min(100, iters // 4))
-    model.train()
-    t0 = time.perf_counter()
-    with EventStorage():
-        for it, batch in zip(range(iters), loader):
-            for g in optim.param_groups:
-                g["lr"] = cfg.SOLVER.BASE_LR * min(1.0, (it + 1) / warmup)
-            losses = model(batch)
-            loss = sum(losses.values())
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            if it % 50 == 0 or it == iters - 1:
-                log(
-                    f"iter {it}: loss {loss.item():.3f} "
-                    + " ".join(f"{k} {v.item():.3f}" for k, v in losses.items())
-                    + f" ({time.perf_counter() - t0:.0f} s)"
-                )
+def train_briefly(cfg):
+    """From scratch with the project's Trainer (checkpoint, metrics.json in cfg.OUTPUT_DIR)."""
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return trainer.model
 
 
 @torch.no_grad()
@@ -111,29 +110,20 @@ def sample_image(model, d, args):
     targets = [d["instances"].to(images.tensor.device)]
     proposals, _ = model.proposal_generator(images, features)
     proposals = add_ground_truth_to_proposals(targets, proposals)
-    props, tgt = proposals[0], targets[0]
     bg = heads.num_classes
-    if len(tgt) > 0:
-        quality = pairwise_iou(tgt.gt_boxes, props.proposal_boxes)
-        matched, match_labels = heads.proposal_matcher(quality)
-        ious = quality.gather(0, matched[None]).squeeze(0)
-        labels = tgt.gt_classes[matched]
-        labels[match_labels == 0] = bg
-        labels[match_labels == -1] = -1
-    else:
-        ious = torch.zeros(len(props))
-        matched = torch.zeros(len(props), dtype=torch.int64)
-        labels = torch.full((len(props),), bg, dtype=torch.int64)
+    # Labelled exactly as the ROI heads label them.
+    labelled = label_proposals(proposals[0], targets[0], heads.proposal_matcher, bg)
+    labels, ious = labelled.gt_classes, labelled.ious
 
     num, frac = heads.batch_size_per_image, heads.positive_fraction
     _, rand_neg = subsample_labels(labels, num, frac, bg)
     _, bal_neg = iou_balanced_subsample(
-        labels, ious, num, frac, bg, num_bins=args.num_bins, gt_indices=matched
+        labels, ious, num, frac, bg, num_bins=args.num_bins, gt_indices=labelled.matched_idxs
     )
     # Hard negatives: classification loss of every negative under the model's box head.
     negatives = torch.nonzero(labels == bg).view(-1)
     feats = [features[f] for f in heads.box_in_features]
-    box_feats = heads.box_head(heads.box_pooler(feats, [props.proposal_boxes[negatives]]))
+    box_feats = heads.box_head(heads.box_pooler(feats, [proposals[0].proposal_boxes[negatives]]))
     scores, _ = heads.box_predictor(box_feats)
     loss = F.cross_entropy(scores, torch.full_like(negatives, bg), reduction="none")
     hard_neg = negatives[loss.topk(min(rand_neg.numel(), negatives.numel())).indices]
@@ -225,29 +215,31 @@ def main(argv=None):
     parser.add_argument("--post-nms-topk", type=int, default=1000, help="RPN, per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--output-dir", help="training output (checkpoint, metrics.json); default: a temp folder"
+    )
     parser.add_argument("--out", default=str(REPO / "docs/images/iou_balanced_sampled_iou.png"))
     parser.add_argument("--json", help="also write the histograms here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="yacs KEY VALUE overrides")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    seed_all_rng(args.seed)
 
     def log(msg):
         print(f"[plot_sampled_iou] {msg}", flush=True)
 
-    register_coco_format(*args.train_dataset)
-    register_coco_format(*args.dataset)
-    cfg = build_cfg(args)
-    model = build_model(cfg)
-    if args.weights:
-        DetectionCheckpointer(model).load(args.weights)
-        trained = f"weights {args.weights}"
-    else:
-        log(f"training from scratch for {args.train_iters} iterations on {args.train_dataset[0]}")
-        train_briefly(cfg, model, args.train_iters, log)
-        trained = f"trained from scratch {args.train_iters} iters on {args.train_dataset[0]}"
-        if args.save_weights:
-            torch.save({"model": model.state_dict()}, args.save_weights)
+    with tempfile.TemporaryDirectory(prefix="plot_sampled_iou_") as tmp:
+        cfg = build_cfg(args, args.output_dir or tmp)
+        if args.weights:
+            model = build_model(cfg)
+            DetectionCheckpointer(model).load(args.weights)
+            trained = f"weights {args.weights}"
+        else:
+            log(f"training from scratch, {args.train_iters} iterations on {args.train_dataset[0]}")
+            model = train_briefly(cfg)
+            trained = f"trained from scratch {args.train_iters} iters on {args.train_dataset[0]}"
+            if args.save_weights:
+                torch.save({"model": model.state_dict()}, args.save_weights)
     model.eval()
     rpn = model.proposal_generator
     # A training-time ROI pool, sized as Detectron2's COCO configs (2000 per level before NMS,

@@ -2,6 +2,9 @@
 # on the selected foreground RoIs. Otherwise Detectron2's COCO-InstanceSegmentation/
 # mask_rcnn_R_50_FPN_1x.py.
 from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+
+from d2_sampling.evaluation import COCOEvaluator
 
 from ..common.ohem import ohem_roi_heads
 
@@ -10,7 +13,12 @@ model.backbone.bottom_up.freeze_at = 2
 ohem_roi_heads(model.roi_heads)
 
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+# The tasks the model has, evaluated even when it predicts nothing.
+dataloader.evaluator = L(COCOEvaluator)(
+    dataset_name="${..test.dataset.names}", tasks=("bbox", "segm")
+)
 optimizer = model_zoo.get_config("common/optim.py").SGD
 lr_multiplier = model_zoo.get_config("common/coco_schedule.py").lr_multiplier_1x
 train = model_zoo.get_config("common/train.py").train
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+train.seed = -1  # SEED: < 0 draws a random seed

@@ -13,4 +13,5 @@ from ..common.synthetic import (
 model = add_tiny_mask_head(rcnn_tiny())
 ohem_roi_heads(model.roi_heads)
 dataloader.train.mapper.use_instance_mask = True
+dataloader.evaluator.tasks = ("bbox", "segm")  # as MODEL.MASK_ON in the yaml twin
 quick_schedule(dataloader, train, lr_multiplier, optimizer)

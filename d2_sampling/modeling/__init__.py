@@ -8,12 +8,17 @@ from .backbone import TinyNet
 
 # --- ATSS (issue 3) ---
 from .atss_matcher import ATSSCandidates, ATSSMatcher
-from .meta_arch.atss import ATSS, ATSSHead, RetinaNetATSS
+from .meta_arch import ATSS, ATSSHead, RetinaNetATSS
 
 # --- OHEM (issue 4) ---
 from .hard_example_mining import select_hard_examples
-from .roi_heads.ohem_roi_heads import OHEMROIHeads
+from .roi_heads import OHEMROIHeads, fast_rcnn_per_roi_losses
 
 # --- IoU-balanced sampling (issue 5) ---
-from .roi_heads.iou_balanced_roi_heads import IoUBalancedROIHeads
-from .sampling import iou_balanced_subsample, iou_bin_index
+from .iou_balanced_sampling import (
+    IoUBalancedSampler,
+    NegativeBins,
+    iou_balanced_subsample,
+    iou_bin_index,
+)
+from .roi_heads import IoUBalancedROIHeads

@@ -1,33 +1,17 @@
 """
-Hard-example selection for online hard example mining (OHEM).
-
-Shrivastava, Gupta, Girshick, "Training Region-based Object Detectors with Online Hard Example
-Mining", CVPR 2016, arXiv 1604.03540.
+Hard-example selection for online hard example mining (OHEM), from Shrivastava, Gupta,
+Girshick, "Training Region-based Object Detectors with Online Hard Example Mining", CVPR 2016,
+arXiv 1604.03540.
 
 OHEM replaces random RoI sampling: every candidate RoI of an image is scored by its current
 loss, and the hardest ones are kept for the backward pass. This module holds only the
-selection (given per-RoI losses, which RoIs to keep); computing the losses and wiring it into
-a detector is ``d2_sampling.modeling.roi_heads.OHEMROIHeads``.
-
-Two published recipes are both expressible here:
-
-- The paper (Sec. 4.2): NMS over the RoIs with the loss as score and IoU threshold 0.7 (a
-  RoI that overlaps a harder one by more than 0.7 is dropped, so the batch is not spent on
-  near-duplicates), then the ``B/N`` highest-loss RoIs, with no foreground quota:
-  ``positive_fraction < 0`` and ``boxes`` given.
-- MMDetection's ``OHEMSampler``: no NMS, and the standard 25% foreground quota kept: the
-  hardest ``int(num * 0.25)`` foreground RoIs, then the hardest background RoIs fill the rest:
-  ``positive_fraction = 0.25`` and ``boxes=None``.
-
-Where this departs from them, and why:
-
-- Ties (equal losses) are broken by the lower index, in NMS and in the top-k alike, so the
-  result is deterministic and identical on every device. The paper's Caffe code and
-  MMDetection's ``topk`` leave tie order unspecified.
-- The output is one index list ordered by loss, highest first, foreground and background
-  mixed; MMDetection returns positives then negatives. Order does not change the loss.
-- NMS suppresses a RoI whose IoU with a kept, harder RoI is strictly greater than
-  ``nms_thresh`` (torchvision's convention); a pair of zero-area boxes has IoU 0.
+selection (given per-RoI losses, which RoIs to keep), a pure torch function; computing the
+losses and wiring it into a detector is ``d2_sampling.modeling.roi_heads.OHEMROIHeads``. Both
+published recipes are expressible: the paper's (NMS over the RoIs with the loss as score, then
+the top ``B/N``, no foreground quota: ``positive_fraction < 0`` with ``boxes``) and
+MMDetection's ``OHEMSampler`` (no NMS, 25% foreground quota: ``positive_fraction = 0.25``,
+``boxes=None``). The recipes side by side, and where this departs from both (tie rule, output
+order, NMS convention), are in docs/ohem.md.
 """
 
 from typing import Optional

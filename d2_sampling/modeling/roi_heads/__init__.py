@@ -1,2 +1,16 @@
-from .ohem_roi_heads import OHEMROIHeads
+"""ROI heads (registered in Detectron2's ``ROI_HEADS_REGISTRY`` on import) and their helpers."""
+
+from .fast_rcnn_losses import fast_rcnn_per_roi_losses
 from .iou_balanced_roi_heads import IoUBalancedROIHeads
+from .labeling import ProposalLabels, add_gt_fields, label_proposals, select_training_rois
+from .ohem_roi_heads import OHEMROIHeads
+
+__all__ = [
+    "IoUBalancedROIHeads",
+    "OHEMROIHeads",
+    "ProposalLabels",
+    "add_gt_fields",
+    "fast_rcnn_per_roi_losses",
+    "label_proposals",
+    "select_training_rois",
+]

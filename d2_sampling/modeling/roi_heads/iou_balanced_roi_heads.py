@@ -1,24 +1,35 @@
 """
 ``IoUBalancedROIHeads``: ``StandardROIHeads`` whose ROI batch is drawn by Libra R-CNN's
-IoU-balanced negative sampling and instance-balanced positive sampling (Pang et al.,
-arXiv 1904.02701). The algorithm lives in :func:`d2_sampling.modeling.iou_balanced_subsample`;
-this module only carries each proposal's IoU and matched GT into it and logs what was drawn.
-Matching, box/mask heads, losses and inference are Detectron2's, unchanged.
+IoU-balanced negative sampling and instance-balanced positive sampling (Pang et al., "Libra
+R-CNN: Towards Balanced Learning for Object Detection", CVPR 2019, arXiv 1904.02701). The
+algorithm is :class:`~d2_sampling.modeling.IoUBalancedSampler`; this module only labels the
+proposals as Detectron2 does, carries each one's IoU and matched GT into the sampler, and logs
+what the sampler reports it drew. Matching, box/mask heads, losses and inference are
+Detectron2's, unchanged. Semantics and departures from the paper and MMDetection:
+docs/iou_balanced.md.
 """
 
 from typing import List
 
 import torch
-
 from detectron2.config import configurable
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
-from detectron2.structures import Instances, pairwise_iou
+from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ..sampling import check_iou_balanced_args, iou_balanced_subsample, iou_bin_index
+from ..iou_balanced_sampling import IoUBalancedSampler, NegativeBins, check_iou_balanced_args
+from .labeling import label_proposals, select_training_rois
 
 __all__ = ["IoUBalancedROIHeads"]
+
+# How a bad value is named: its yacs key, and the argument for LazyConfig users.
+_CONFIG_NAMES = {
+    "num_bins": "MODEL.IOU_BALANCED.NUM_BINS (num_bins)",
+    "floor_thr": "MODEL.IOU_BALANCED.FLOOR_THR (floor_thr)",
+    "floor_fraction": "MODEL.IOU_BALANCED.FLOOR_FRACTION (floor_fraction)",
+    "positive_fraction": "MODEL.ROI_HEADS.POSITIVE_FRACTION (positive_fraction)",
+}
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -27,15 +38,16 @@ class IoUBalancedROIHeads(StandardROIHeads):
     ``StandardROIHeads`` with Libra R-CNN's ROI sampler (``ROI_HEADS.NAME:
     "IoUBalancedROIHeads"``, or ``_target_`` in a LazyConfig).
 
-    In training, each image's ``batch_size_per_image`` ROIs are drawn by
-    :func:`~d2_sampling.modeling.iou_balanced_subsample`: negatives spread over ``num_bins``
-    equal-width IoU bins, positives spread over the GT instances. Everything else is
-    ``StandardROIHeads``.
+    In training, each image's ``batch_size_per_image`` ROIs are drawn by the head's
+    :class:`~d2_sampling.modeling.IoUBalancedSampler` (``self.sampler``, built once): negatives
+    spread over ``num_bins`` equal-width IoU bins, positives spread over the GT instances.
+    Everything else is ``StandardROIHeads``.
 
     Logged to ``EventStorage`` at every training step (means over the images of the batch):
 
-    - ``roi_head/iou_balanced_neg_bin{k}``: sampled negatives in IoU bin ``k`` (the bins the
-      sampler used for that image), ``roi_head/iou_balanced_neg_floor`` with a floor set;
+    - ``roi_head/iou_balanced_neg_bin{k}``: sampled negatives in IoU bin ``k``, as the sampler
+      reports them (the bins it used for that image), ``roi_head/iou_balanced_neg_floor`` with a
+      floor set;
     - ``roi_head/iou_balanced_neg_mean_iou``: mean IoU of the sampled negatives (all images);
     - ``roi_head/iou_balanced_num_gt_sampled``: GTs with at least one sampled positive, and
       ``roi_head/iou_balanced_num_gt``: GTs per image, for reference;
@@ -67,11 +79,26 @@ class IoUBalancedROIHeads(StandardROIHeads):
             ValueError: a bad value, naming its config key.
         """
         super().__init__(**kwargs)
-        check_iou_balanced_args(num_bins, floor_thr, floor_fraction, self.positive_fraction)
-        self.num_bins = int(num_bins)
-        self.floor_thr = float(floor_thr)
-        self.floor_fraction = float(floor_fraction)
+        # Checked once, here, naming the config keys; the sampler is then called every step
+        # without re-checking.
+        check_iou_balanced_args(
+            num_bins, floor_thr, floor_fraction, self.positive_fraction, names=_CONFIG_NAMES
+        )
+        self.sampler = IoUBalancedSampler(int(num_bins), float(floor_thr), float(floor_fraction))
         self.instance_balanced_positives = bool(instance_balanced_positives)
+
+    # Read-only views of the sampler's settings: one copy, that cannot drift from the sampler.
+    @property
+    def num_bins(self) -> int:
+        return self.sampler.num_bins
+
+    @property
+    def floor_thr(self) -> float:
+        return self.sampler.floor_thr
+
+    @property
+    def floor_fraction(self) -> float:
+        return self.sampler.floor_fraction
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -104,80 +131,47 @@ class IoUBalancedROIHeads(StandardROIHeads):
         """
         if self.proposal_append_gt:
             proposals = add_ground_truth_to_proposals(targets, proposals)
-        bg = self.num_classes
-        low = max(self.floor_thr, 0.0)
         out, stats = [], []
         for proposals_per_image, targets_per_image in zip(proposals, targets):
             has_gt = len(targets_per_image) > 0
-            match_quality_matrix = pairwise_iou(
-                targets_per_image.gt_boxes, proposals_per_image.proposal_boxes
+            labels = label_proposals(
+                proposals_per_image, targets_per_image, self.proposal_matcher, self.num_classes
             )
-            matched_idxs, matched_labels = self.proposal_matcher(match_quality_matrix)
-            if has_gt:
-                # The matcher's matches are the argmax over GTs: this is each proposal's max IoU.
-                ious = match_quality_matrix.gather(0, matched_idxs[None]).squeeze(0)
-                gt_classes = targets_per_image.gt_classes[matched_idxs]
-                gt_classes[matched_labels == 0] = bg
-                gt_classes[matched_labels == -1] = -1
-            else:
-                ious = torch.zeros(len(proposals_per_image), device=matched_idxs.device)
-                gt_classes = torch.full_like(matched_idxs, bg)
-            pos_idx, neg_idx = iou_balanced_subsample(
-                gt_classes,
-                ious,
+            pos_idx, neg_idx, bins = self.sampler(
+                labels.gt_classes,
+                labels.ious,
                 self.batch_size_per_image,
                 self.positive_fraction,
-                bg,
-                num_bins=self.num_bins,
-                floor_thr=self.floor_thr,
-                floor_fraction=self.floor_fraction,
-                gt_indices=matched_idxs if self.instance_balanced_positives and has_gt else None,
+                self.num_classes,
+                gt_indices=(
+                    labels.matched_idxs if self.instance_balanced_positives and has_gt else None
+                ),
+                return_bins=True,
             )
             sampled_idxs = torch.cat([pos_idx, neg_idx])
-
-            proposals_per_image = proposals_per_image[sampled_idxs]
-            proposals_per_image.gt_classes = gt_classes[sampled_idxs]
-            if has_gt:
-                sampled_targets = matched_idxs[sampled_idxs]
-                for trg_name, trg_value in targets_per_image.get_fields().items():
-                    if trg_name.startswith("gt_") and not proposals_per_image.has(trg_name):
-                        proposals_per_image.set(trg_name, trg_value[sampled_targets])
-            out.append(proposals_per_image)
-            stats.append(
-                self._sample_stats(
-                    ious,
-                    gt_classes == bg,
-                    pos_idx,
-                    neg_idx,
-                    matched_idxs,
-                    low,
-                    len(targets_per_image),
-                )
+            out.append(
+                select_training_rois(proposals_per_image, labels, sampled_idxs, targets_per_image)
             )
+            stats.append(self._sample_stats(labels, pos_idx, neg_idx, bins, len(targets_per_image)))
         self._log_stats(stats)
         return out
 
-    def _sample_stats(self, ious, is_neg, pos_idx, neg_idx, matched_idxs, low, num_gt):
+    def _sample_stats(self, labels, pos_idx, neg_idx, bins: NegativeBins, num_gt: int):
         """
         One image's statistics, as a (K + 6,) float tensor, kept on the device until
         ``_log_stats`` moves the whole step's at once: sampled negatives per bin (K) and in the
         floor set, sum of their IoUs, #positives, #negatives, #GTs with a sampled positive, #GTs.
+        The bin counts are the sampler's own (``bins``), not recomputed.
         """
-        k = self.num_bins
-        neg_ious = ious[neg_idx]
-        # The bins the sampler used: over [low, highest IoU among this image's negatives].
-        high = ious[is_neg].max() if neg_idx.numel() > 0 else ious.new_zeros(())
-        bins = iou_bin_index(neg_ious, k, low, high)
-        if self.floor_thr >= 0:
-            bins.masked_fill_(neg_ious < self.floor_thr, k)
-        counts = torch.bincount(bins, minlength=k + 1).to(ious.dtype)
+        ious = labels.ious
+        counts = bins.counts().to(ious.dtype)
         gt_hit = torch.zeros(num_gt, dtype=torch.bool, device=ious.device)
-        gt_hit[matched_idxs[pos_idx]] = True
+        gt_hit[labels.matched_idxs[pos_idx]] = True
         sizes = ious.new_tensor([pos_idx.numel(), neg_idx.numel()])
         return torch.cat(
             [
                 counts,
-                neg_ious.sum()[None],
+                ious[neg_idx].sum()[None],
                 sizes,
                 gt_hit.sum()[None].to(ious.dtype),
                 ious.new_tensor([num_gt]),

@@ -1,42 +1,14 @@
 """
-``OHEMROIHeads``: Detectron2's ``StandardROIHeads`` trained with online hard example mining.
+``OHEMROIHeads``: Detectron2's ``StandardROIHeads`` trained with online hard example mining
+(Shrivastava, Gupta, Girshick, "Training Region-based Object Detectors with Online Hard Example
+Mining", CVPR 2016, arXiv 1604.03540).
 
-Shrivastava, Gupta, Girshick, "Training Region-based Object Detectors with Online Hard Example
-Mining", CVPR 2016, arXiv 1604.03540.
-
-Training step, per batch (inference is ``StandardROIHeads``' unchanged):
-
-1. Label every proposal of every image (ground-truth boxes appended, as Detectron2 does) with
-   the usual matcher: class ``0..K-1``, background ``K``, ignore ``-1``. Ignored RoIs leave
-   the pool. Optionally keep only the ``max_pool_size`` highest-objectness RoIs.
-2. Read-only pass: the box pooler, box head and box predictor run once over the pools of all
-   images together, under ``no_grad``, and every RoI gets its loss (below).
-3. Per image, ``select_hard_examples`` picks the RoIs to train on.
-4. The normal ``StandardROIHeads`` box / mask / keypoint forward and losses run on the selected
-   RoIs only, so gradients reach the heads (and, through RoIAlign, the backbone) only through
-   them. The mask head trains on the selected foreground RoIs.
-
-Per-RoI loss used for ranking, for RoI ``i`` with label ``u_i``:
-``loss_i = w_cls * CE(p_i, u_i) + [u_i in 0..K-1] * w_box * L_box(t_i, v_i)`` (``"cls+box"``,
-the paper's full RoI loss) or its first term only (``"cls"``, MMDetection). ``CE`` and
-``L_box`` are exactly the box predictor's own terms (softmax or sigmoid CE; smooth-L1 with its
-beta summed over the 4 coordinates, or GIoU/DIoU/CIoU), and ``w_cls`` / ``w_box`` its
-``loss_weight``. Normalisation: the training losses are Detectron2's, i.e. ``loss_cls`` is the
-mean CE over the S selected RoIs of the batch and ``loss_box_reg`` is the *sum* of box losses
-of the selected foreground RoIs divided by S (all selected RoIs, not the foreground ones), as
-in Fast R-CNN and MMDetection. Hence ``loss_cls + loss_box_reg == mean(loss_i over selected)``
-for ``"cls+box"``, computed with the weights of the read-only pass.
-
-Departures from the paper / MMDetection, and why:
-
-- The pool is the RPN's post-NMS proposals (+ ground truth), not Selective Search RoIs.
-- The read-only pass is batched over the images of the step (MMDetection runs one per image
-  and one each for positives and negatives); the result is the same, it is just faster.
-- Buffers of the box head (e.g. BatchNorm running statistics) are restored after the
-  read-only pass, so it really is read-only and the statistics are updated once per step, by
-  the training pass, exactly as without OHEM.
-- With a federated sigmoid loss (``use_fed_loss``), ranking uses the sigmoid CE over all
-  classes: the federated class subset is random per step and would make ranking noisy.
+In training, every proposal of an image (ground truth appended, labelled by the usual matcher,
+ignored ones removed) is scored by its current loss in a read-only pass of the box head, and
+only the hardest ones, chosen by :func:`~d2_sampling.modeling.select_hard_examples`, go through
+``StandardROIHeads``' box, mask and keypoint forward and losses; inference is unchanged. The
+step by step, the per-ROI ranking loss and its normalisation, and where this departs from the
+paper and from MMDetection's ``OHEMSampler`` are in docs/ohem.md.
 """
 
 import logging
@@ -45,91 +17,23 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from fvcore.nn import giou_loss, smooth_l1_loss
-
 from detectron2.config import configurable
-from detectron2.layers import cat, ciou_loss, diou_loss, nonzero_tuple
+from detectron2.layers import nonzero_tuple
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
-from detectron2.structures import Instances, pairwise_iou
+from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..hard_example_mining import select_hard_examples
+from .fast_rcnn_losses import fast_rcnn_per_roi_losses
+from .labeling import add_gt_fields, label_proposals, select_training_rois
 
-__all__ = ["OHEMROIHeads", "fast_rcnn_per_roi_losses", "OHEM_LOSSES"]
+__all__ = ["OHEMROIHeads", "OHEM_LOSSES"]
 
 logger = logging.getLogger(__name__)
 
 #: Names accepted by ``ohem_loss`` / ``MODEL.OHEM.LOSS``.
 OHEM_LOSSES = ("cls+box", "cls")
-
-
-def fast_rcnn_per_roi_losses(
-    box_predictor, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """
-    The unreduced losses of a ``FastRCNNOutputLayers``: one value per RoI instead of the mean.
-
-    Summed over the RoIs and divided by their number, ``cls + box`` gives back what
-    ``box_predictor.losses(predictions, proposals)`` returns as ``loss_cls + loss_box_reg``
-    (weights included; federated loss excepted, see the module docstring).
-
-    Args:
-        box_predictor (FastRCNNOutputLayers): the predictor whose losses to reproduce; its
-            ``num_classes``, ``box2box_transform``, ``smooth_l1_beta``, ``box_reg_loss_type``,
-            ``loss_weight`` and ``use_sigmoid_ce`` are read.
-        predictions (tuple[Tensor, Tensor]): its outputs: scores (R, K+1) and box deltas
-            (R, 4) or (R, 4K).
-        proposals (list[Instances]): the RoIs, in the order of ``predictions``, with fields
-            ``proposal_boxes``, ``gt_classes`` (int64, ``0..K-1`` foreground, ``K`` background,
-            no ``-1``) and, in images with ground truth, ``gt_boxes``.
-
-    Returns:
-        Tensor: (R,) float, weighted classification loss of each RoI.
-        Tensor: (R,) float, weighted box regression loss of each RoI (0 for background).
-    """
-    scores, deltas = predictions
-    num_classes = box_predictor.num_classes
-    gt_classes = cat([p.gt_classes for p in proposals], dim=0)
-    if getattr(box_predictor, "use_sigmoid_ce", False):
-        target = F.one_hot(gt_classes, num_classes + 1)[:, :num_classes].to(scores.dtype)
-        loss_cls = F.binary_cross_entropy_with_logits(
-            scores[:, :num_classes], target, reduction="none"
-        ).sum(dim=1)
-    else:
-        loss_cls = F.cross_entropy(scores, gt_classes, reduction="none")
-
-    loss_box = torch.zeros_like(loss_cls)
-    fg_inds = nonzero_tuple((gt_classes >= 0) & (gt_classes < num_classes))[0]
-    if fg_inds.numel() > 0:
-        proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)[fg_inds]
-        gt_boxes = cat(
-            [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals],
-            dim=0,
-        )[fg_inds]
-        box_dim = proposal_boxes.shape[1]
-        if deltas.shape[1] == box_dim:  # class-agnostic regression
-            fg_deltas = deltas[fg_inds]
-        else:
-            fg_deltas = deltas.view(-1, num_classes, box_dim)[fg_inds, gt_classes[fg_inds]]
-        transform = box_predictor.box2box_transform
-        kind = box_predictor.box_reg_loss_type
-        if kind == "smooth_l1":
-            target = transform.get_deltas(proposal_boxes, gt_boxes)
-            per_fg = smooth_l1_loss(
-                fg_deltas, target, beta=box_predictor.smooth_l1_beta, reduction="none"
-            ).sum(dim=1)
-        else:
-            iou_losses = {"giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
-            if kind not in iou_losses:
-                raise ValueError(f"Invalid box regression loss type {kind!r}")
-            pred_boxes = transform.apply_deltas(fg_deltas, proposal_boxes)
-            per_fg = iou_losses[kind](pred_boxes, gt_boxes, reduction="none")
-        loss_box[fg_inds] = per_fg.to(loss_box.dtype)
-
-    weights = box_predictor.loss_weight
-    return loss_cls * weights.get("loss_cls", 1.0), loss_box * weights.get("loss_box_reg", 1.0)
 
 
 @contextmanager
@@ -148,7 +52,8 @@ def _restore_buffers(*modules: torch.nn.Module):
 class OHEMROIHeads(StandardROIHeads):
     """
     ``StandardROIHeads`` whose training RoIs are chosen by online hard example mining instead
-    of random sampling. See the module docstring for the algorithm and loss normalisation.
+    of random sampling (``ROI_HEADS.NAME: "OHEMROIHeads"``, or ``_target_`` in a LazyConfig).
+    The algorithm and the loss normalisation: docs/ohem.md.
 
     ``batch_size_per_image`` and ``positive_fraction`` of the base class (yacs
     ``MODEL.ROI_HEADS.*``) are accepted but not used; the ``ohem_*`` arguments replace them.
@@ -291,21 +196,12 @@ class OHEMROIHeads(StandardROIHeads):
                     props = props[top.indices[: self.ohem_max_pool_size]]
                 else:
                     props = props[: self.ohem_max_pool_size]
-            match_quality = pairwise_iou(gts.gt_boxes, props.proposal_boxes)
-            matched_idxs, matched_labels = self.proposal_matcher(match_quality)
-            if len(gts) > 0:
-                gt_classes = gts.gt_classes[matched_idxs]
-                gt_classes[matched_labels == 0] = self.num_classes
-                keep = nonzero_tuple(matched_labels != -1)[0]
-            else:
-                gt_classes = torch.full_like(matched_idxs, self.num_classes)
-                keep = torch.arange(len(props), device=matched_idxs.device)
-            pool = props[keep]
-            pool.gt_classes = gt_classes[keep]
-            if len(gts) > 0:
-                pool.gt_boxes = gts.gt_boxes[matched_idxs[keep]]
-            pools.append(pool)
-            matched.append(matched_idxs[keep])
+            labels = label_proposals(props, gts, self.proposal_matcher, self.num_classes)
+            keep = nonzero_tuple(labels.gt_classes != -1)[0]
+            # Only gt_boxes for the whole pool (the read-only pass needs them); the other gt_*
+            # fields are added to the selected RoIs only, see label_and_mine_proposals.
+            pools.append(select_training_rois(props, labels, keep, gts, gt_fields=("gt_boxes",)))
+            matched.append(labels.matched_idxs[keep])
         return pools, matched
 
     @torch.no_grad()
@@ -321,7 +217,7 @@ class OHEMROIHeads(StandardROIHeads):
 
         Returns:
             list[Tensor]: per image, float (P_i,), ``loss_i`` of each RoI of the pool: the
-            classification loss plus, for ``"cls+box"``, the box loss (see module docstring).
+            classification loss plus, for ``"cls+box"``, the box loss (see docs/ohem.md).
         """
         if sum(len(p) for p in pools) == 0:
             return [p.gt_classes.new_zeros(0, dtype=torch.float32) for p in pools]
@@ -372,17 +268,12 @@ class OHEMROIHeads(StandardROIHeads):
         pool_losses = self.score_pool(features, pools)
         selected = self.select(pools, pool_losses)
 
-        out = []
-        for pool, match, idx, gts in zip(pools, matched, selected, targets):
-            rois = pool[idx]
-            if len(gts) > 0:
-                # Other gt_* fields (masks, keypoints) only for the selected RoIs: indexing
-                # polygon masks for the whole pool would cost a Python loop over ~1000 RoIs.
-                sel_targets = match[idx]
-                for name, value in gts.get_fields().items():
-                    if name.startswith("gt_") and not rois.has(name):
-                        rois.set(name, value[sel_targets])
-            out.append(rois)
+        # Other gt_* fields (masks, keypoints) only for the selected RoIs: indexing polygon
+        # masks for the whole pool would cost a Python loop over ~1000 RoIs.
+        out = [
+            add_gt_fields(pool[idx], gts, match[idx])
+            for pool, match, idx, gts in zip(pools, matched, selected, targets)
+        ]
         self._log_mining(pools, pool_losses, selected, out)
         return out
 
