@@ -2,10 +2,19 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env test test-fast demo bench clean
+.PHONY: env lint format test test-fast demo bench clean
 
 env:
 	@bash scripts/setup_env.sh
+
+# ruff's linter and formatter, configured in pyproject.toml; `make format` applies both.
+lint: env
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: env
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test: env
 	$(PY) -m pytest tests

@@ -756,9 +756,10 @@ def render(results, out):
     ]
     control_runs = [r for c in results.get("controls") or [] for r in c["runs"]]
     if control_runs:
+        control_s = sum(r["wall_s"] for r in control_runs) / st["parallel_runs"]
         L.append(
             f"- of that wall time, the {len(control_runs)} opt-in control runs (`--controls`) "
-            f"took about {_fmt_duration(sum(r['wall_s'] for r in control_runs) / st['parallel_runs'])}"
+            f"took about {_fmt_duration(control_s)}"
             " (their summed run time / runs at a time)"
         )
     if st["quick"]:
@@ -831,8 +832,7 @@ def render(results, out):
         s = summary[m["key"]]
         ratio = _f(s.get("time_ratio"), 2) if m["baseline"] else "(baseline)"
         L.append(
-            f"| {m['label']} | {_f(s['iter_time_s'], 3)} | {ratio} | "
-            f"{_f(s['peak_rss_mb'], 0)} |"
+            f"| {m['label']} | {_f(s['iter_time_s'], 3)} | {ratio} | {_f(s['peak_rss_mb'], 0)} |"
         )
     L.append("")
     L += render_benches(results.get("speed", {}))

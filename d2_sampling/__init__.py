@@ -8,8 +8,11 @@ d2_sampling: training-sample selection for Detectron2.
 Importing the package registers every model part with Detectron2's registries and the built-in
 synthetic datasets with ``DatasetCatalog``; config keys are added by ``add_d2_sampling_config``.
 """
-from . import data  # noqa: F401  (registers the synthetic datasets)
-from . import modeling  # noqa: F401  (registers backbones, ROI heads, meta-architectures)
+
+from . import (
+    data,  # noqa: F401  (registers the synthetic datasets)
+    modeling,  # noqa: F401  (registers backbones, ROI heads, meta-architectures)
+)
 from .config import add_d2_sampling_config
 
 __version__ = "0.1.0"

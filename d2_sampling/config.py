@@ -6,6 +6,7 @@ Config keys of d2_sampling (yacs).
 defaults. Each method has its own ``add_*_config`` so the subtrees can be read one at a time.
 Every key mirrors an argument name of the class it configures (``MODEL.ATSS.TOPK`` <-> ``topk``).
 """
+
 from detectron2.config import CfgNode as CN
 
 __all__ = [

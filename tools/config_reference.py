@@ -3,6 +3,7 @@
 Writes docs/config_reference.md from d2_sampling/config.py: every key d2_sampling adds, its
 default and the comment above it. `--check` exits 1 if the committed page is out of date.
 """
+
 import argparse
 import re
 import sys

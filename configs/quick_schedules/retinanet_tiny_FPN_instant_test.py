@@ -1,5 +1,12 @@
 # Smoke test: a few iterations on the 16-image synthetic split, evaluated on 8 images.
-from ..common.synthetic import dataloader, lr_multiplier, optimizer, retinanet_tiny, quick_schedule, train  # noqa
+from ..common.synthetic import (
+    dataloader,
+    lr_multiplier,
+    optimizer,
+    quick_schedule,
+    retinanet_tiny,
+    train,
+)  # noqa
 
 optimizer.lr = 0.01
 model = retinanet_tiny()

@@ -5,6 +5,7 @@ Dataset registration: the built-in synthetic splits and any COCO-format dataset.
 use (``prepare_datasets`` or the first ``DatasetCatalog.get``). ``register_coco_format`` turns a
 COCO json + image folder into a Detectron2 dataset, with errors that name the bad file.
 """
+
 import json
 import logging
 import os
@@ -13,7 +14,12 @@ from typing import Iterable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_SPLITS, generate_synthetic_dataset, synthetic_paths
+from .synthetic import (
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_SPLITS,
+    generate_synthetic_dataset,
+    synthetic_paths,
+)
 
 __all__ = ["register_synthetic_datasets", "register_coco_format", "prepare_datasets"]
 
@@ -68,9 +74,7 @@ def validate_coco_json(json_file: str) -> dict:
     for i, ann in enumerate(data["annotations"]):
         for k in ("image_id", "bbox", "category_id"):
             if k not in ann:
-                raise ValueError(
-                    f"Malformed COCO json {json_file!r}: annotation #{i} has no {k!r}"
-                )
+                raise ValueError(f"Malformed COCO json {json_file!r}: annotation #{i} has no {k!r}")
         if len(ann["bbox"]) != 4:
             raise ValueError(
                 f"Malformed COCO json {json_file!r}: annotation #{i} bbox {ann['bbox']} "

@@ -16,6 +16,7 @@ Images are written as PNG with a COCO json (boxes, areas and polygon segmentatio
 seed gives the same files everywhere; generation is atomic (temporary folder, then rename), so
 concurrent workers never see half a dataset.
 """
+
 import json
 import logging
 import os
@@ -89,8 +90,12 @@ def _polygon(name: str, cx: float, cy: float, w: float, h: float, rng) -> np.nda
         return np.stack([cx + w / 2 * np.cos(t), cy + h / 2 * np.sin(t)], 1)
     if name == "square":
         return np.array(
-            [[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2],
-             [cx - w / 2, cy + h / 2]]
+            [
+                [cx - w / 2, cy - h / 2],
+                [cx + w / 2, cy - h / 2],
+                [cx + w / 2, cy + h / 2],
+                [cx - w / 2, cy + h / 2],
+            ]
         )
     if name == "triangle":
         apex = cx + (rng.uniform(-0.3, 0.3)) * w
@@ -99,9 +104,20 @@ def _polygon(name: str, cx: float, cy: float, w: float, h: float, rng) -> np.nda
         a, b = w / 6, h / 6
         x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
         return np.array(
-            [[cx - a, y0], [cx + a, y0], [cx + a, cy - b], [x1, cy - b], [x1, cy + b],
-             [cx + a, cy + b], [cx + a, y1], [cx - a, y1], [cx - a, cy + b], [x0, cy + b],
-             [x0, cy - b], [cx - a, cy - b]]
+            [
+                [cx - a, y0],
+                [cx + a, y0],
+                [cx + a, cy - b],
+                [x1, cy - b],
+                [x1, cy + b],
+                [cx + a, cy + b],
+                [cx + a, y1],
+                [cx - a, y1],
+                [cx - a, cy + b],
+                [x0, cy + b],
+                [x0, cy - b],
+                [cx - a, cy - b],
+            ]
         )
     if name == "star":
         t = np.linspace(-np.pi / 2, 3 * np.pi / 2, 10, endpoint=False)
@@ -140,13 +156,31 @@ def _draw_clutter(img: np.ndarray, rng, count: int) -> None:
         if kind == 0:  # outline of a real class shape: looks like an object, is not one
             shape = SYNTHETIC_CLASSES[rng.integers(len(SYNTHETIC_CLASSES))]
             pts = _polygon(shape, cx, cy, s, s * rng.uniform(0.7, 1.3), rng)
-            cv2.polylines(img, [np.round(pts).astype(np.int32)], True, color, int(rng.integers(1, 3)))
+            cv2.polylines(
+                img, [np.round(pts).astype(np.int32)], True, color, int(rng.integers(1, 3))
+            )
         elif kind == 1:  # open arc
-            cv2.ellipse(img, (int(cx), int(cy)), (int(s / 2), int(s / 2)), 0,
-                        float(rng.uniform(0, 360)), float(rng.uniform(0, 360)) + 90, color, 2)
+            cv2.ellipse(
+                img,
+                (int(cx), int(cy)),
+                (int(s / 2), int(s / 2)),
+                0,
+                float(rng.uniform(0, 360)),
+                float(rng.uniform(0, 360)) + 90,
+                color,
+                2,
+            )
         elif kind == 2:  # thin filled ellipse (a "blob" that is none of the classes)
-            cv2.ellipse(img, (int(cx), int(cy)), (int(s / 2), max(int(s / 10), 2)),
-                        float(rng.uniform(0, 180)), 0, 360, color, -1)
+            cv2.ellipse(
+                img,
+                (int(cx), int(cy)),
+                (int(s / 2), max(int(s / 10), 2)),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                color,
+                -1,
+            )
         else:  # stripe
             x2, y2 = cx + rng.uniform(-s, s), cy + rng.uniform(-s, s)
             cv2.line(img, (int(cx), int(cy)), (int(x2), int(y2)), color, int(rng.integers(2, 5)))
@@ -183,8 +217,13 @@ def _make_image(spec: SyntheticSpec, rng, empty: bool):
             pts = _polygon(SYNTHETIC_CLASSES[cls], x0 + bw / 2, y0 + bh / 2, bw, bh, rng)
             objects.append({"box": box, "cls": cls, "pts": pts, "color": _random_color(rng)})
     for o in objects:
-        cv2.fillPoly(img, [np.round(o["pts"] * 16).astype(np.int32)], o["color"],
-                     lineType=cv2.LINE_AA, shift=4)
+        cv2.fillPoly(
+            img,
+            [np.round(o["pts"] * 16).astype(np.int32)],
+            o["color"],
+            lineType=cv2.LINE_AA,
+            shift=4,
+        )
     # A little clutter on top as well, so distractors also occlude objects.
     _draw_clutter(img, rng, int(rng.integers(0, 3)))
     return img, objects
@@ -216,27 +255,35 @@ def generate_synthetic_dataset(name: str, root: Optional[Path] = None) -> Path:
             img, objects = _make_image(spec, rng, empty=i in empty_ids)
             file_name = f"{i:06d}.png"
             cv2.imwrite(str(tmp_dir / "images" / file_name), img)
-            images.append({"id": i + 1, "file_name": file_name, "height": img.shape[0],
-                           "width": img.shape[1]})
+            images.append(
+                {"id": i + 1, "file_name": file_name, "height": img.shape[0], "width": img.shape[1]}
+            )
             for o in objects:
                 x0, y0, x1, y1 = o["box"]
                 poly = np.clip(o["pts"], [0, 0], [img.shape[1], img.shape[0]])
-                annotations.append({
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": o["cls"] + 1,
-                    "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                    "area": round(float(cv2.contourArea(poly.astype(np.float32))), 2),
-                    "segmentation": [np.round(poly, 2).reshape(-1).tolist()],
-                    "iscrowd": 0,
-                })
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": i + 1,
+                        "category_id": o["cls"] + 1,
+                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                        "area": round(float(cv2.contourArea(poly.astype(np.float32))), 2),
+                        "segmentation": [np.round(poly, 2).reshape(-1).tolist()],
+                        "iscrowd": 0,
+                    }
+                )
         coco = {
-            "info": {"description": f"d2_sampling synthetic dataset {name}",
-                     "version": _FORMAT_VERSION, "seed": spec.seed},
+            "info": {
+                "description": f"d2_sampling synthetic dataset {name}",
+                "version": _FORMAT_VERSION,
+                "seed": spec.seed,
+            },
             "images": images,
             "annotations": annotations,
-            "categories": [{"id": i + 1, "name": c, "supercategory": "shape"}
-                           for i, c in enumerate(SYNTHETIC_CLASSES)],
+            "categories": [
+                {"id": i + 1, "name": c, "supercategory": "shape"}
+                for i, c in enumerate(SYNTHETIC_CLASSES)
+            ],
         }
         with open(tmp_dir / "annotations.json", "w") as f:
             json.dump(coco, f)

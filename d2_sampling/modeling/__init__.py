@@ -2,23 +2,38 @@
 Model parts. Importing this module registers them with Detectron2's registries.
 
 Pure algorithms (no nn.Module, no cfg) live in their own files and are re-exported here; thin
-Detectron2 wrappers live in ``roi_heads/`` and ``meta_arch/``.
+Detectron2 wrappers live in ``roi_heads/`` and ``meta_arch/``, backbones in ``backbone/``.
 """
-from .backbone import TinyNet
 
-# --- ATSS (issue 3) ---
 from .atss_matcher import ATSSCandidates, ATSSMatcher
-from .meta_arch import ATSS, ATSSHead, RetinaNetATSS
-
-# --- OHEM (issue 4) ---
+from .backbone import TinyNet
 from .hard_example_mining import select_hard_examples
-from .roi_heads import OHEMROIHeads, fast_rcnn_per_roi_losses
-
-# --- IoU-balanced sampling (issue 5) ---
 from .iou_balanced_sampling import (
     IoUBalancedSampler,
     NegativeBins,
     iou_balanced_subsample,
     iou_bin_index,
 )
-from .roi_heads import IoUBalancedROIHeads
+from .meta_arch import ATSS, ATSSHead, RetinaNetATSS
+from .roi_heads import IoUBalancedROIHeads, OHEMROIHeads, fast_rcnn_per_roi_losses
+
+__all__ = [
+    # ATSS
+    "ATSSCandidates",
+    "ATSSMatcher",
+    "ATSS",
+    "ATSSHead",
+    "RetinaNetATSS",
+    # OHEM
+    "select_hard_examples",
+    "fast_rcnn_per_roi_losses",
+    "OHEMROIHeads",
+    # IoU-balanced sampling
+    "IoUBalancedSampler",
+    "NegativeBins",
+    "iou_balanced_subsample",
+    "iou_bin_index",
+    "IoUBalancedROIHeads",
+    # backbones
+    "TinyNet",
+]

@@ -1,7 +1,7 @@
 """
 Reference ATSS assignments (Zhang et al., "Bridging the Gap Between Anchor-based and Anchor-free
 Detection via Adaptive Training Sample Selection", CVPR 2020, arXiv 1912.02424) that
-``tests/test_atss_matcher.py`` and ``benchmarks/bench_atss.py`` compare
+``tests/modeling/test_atss_matcher.py`` and ``benchmarks/bench_atss.py`` compare
 :class:`d2_sampling.modeling.ATSSMatcher` against; see docs/atss.md.
 
 - :func:`reference_atss`: slow and obviously correct, written straight from Algorithm 1 of the

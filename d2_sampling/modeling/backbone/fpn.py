@@ -1,4 +1,5 @@
 """FPN builders whose extra levels P6/P7 are computed from P5 (not from C5)."""
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelP6P7

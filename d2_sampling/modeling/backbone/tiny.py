@@ -5,19 +5,23 @@ Stock ResNets are too slow to train from scratch on two CPU cores in minutes; th
 net (two 3x3 convs per stage, GroupNorm) keeps Detectron2's ``res2..res5`` naming and strides
 (4, 8, 16, 32), so every stock FPN/RPN/ROI-head/RetinaNet config works on top of it unchanged.
 """
+
 from typing import List
 
 import torch.nn.functional as F
-from torch import nn
-
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone, FPN
+from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+from torch import nn
 
 from .fpn import fpn_p6p7_from_p5
 
-__all__ = ["TinyNet", "build_tiny_backbone", "build_tiny_fpn_backbone",
-           "build_tiny_retinanet_fpn_backbone"]
+__all__ = [
+    "TinyNet",
+    "build_tiny_backbone",
+    "build_tiny_fpn_backbone",
+    "build_tiny_retinanet_fpn_backbone",
+]
 
 
 class TinyNet(Backbone):
@@ -27,8 +31,15 @@ class TinyNet(Backbone):
     Outputs a dict ``{"res2": (N, C2, H/4, W/4), ..., "res5": (N, C5, H/32, W/32)}``.
     """
 
-    def __init__(self, *, channels: List[int], stem_channels: int = 16, norm: str = "GN",
-                 out_features=("res2", "res3", "res4", "res5"), in_channels: int = 3):
+    def __init__(
+        self,
+        *,
+        channels: List[int],
+        stem_channels: int = 16,
+        norm: str = "GN",
+        out_features=("res2", "res3", "res4", "res5"),
+        in_channels: int = 3,
+    ):
         super().__init__()
         if len(channels) != 4 or min(channels) < 1:
             raise ValueError(f"MODEL.TINY.CHANNELS must be 4 positive ints, got {channels}")
@@ -43,8 +54,16 @@ class TinyNet(Backbone):
             return get_norm(norm, c)
 
         def conv(cin, cout, stride):
-            c = Conv2d(cin, cout, 3, stride=stride, padding=1, bias=not norm,
-                       norm=make_norm(cout), activation=F.relu)
+            c = Conv2d(
+                cin,
+                cout,
+                3,
+                stride=stride,
+                padding=1,
+                bias=not norm,
+                norm=make_norm(cout),
+                activation=F.relu,
+            )
             nn.init.kaiming_normal_(c.weight, mode="fan_out", nonlinearity="relu")
             if c.bias is not None:
                 nn.init.zeros_(c.bias)
@@ -75,7 +94,9 @@ class TinyNet(Backbone):
 
     def output_shape(self):
         return {
-            f: ShapeSpec(channels=self._out_feature_channels[f], stride=self._out_feature_strides[f])
+            f: ShapeSpec(
+                channels=self._out_feature_channels[f], stride=self._out_feature_strides[f]
+            )
             for f in self._out_features
         }
 

@@ -1,2 +1,6 @@
-from .atss import ATSS, ATSSHead  # noqa: F401  (registers ATSS)
-from .retinanet_atss import RetinaNetATSS  # noqa: F401  (registers RetinaNetATSS)
+"""Meta-architectures (registered in Detectron2's ``META_ARCH_REGISTRY`` on import)."""
+
+from .atss import ATSS, ATSSHead
+from .retinanet_atss import RetinaNetATSS
+
+__all__ = ["ATSS", "ATSSHead", "RetinaNetATSS"]

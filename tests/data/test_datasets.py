@@ -1,11 +1,13 @@
 """Datasets: the synthetic generator, COCO-format registration and its errors."""
+
 import json
 
 import numpy as np
 import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from helpers import COCO_TINY, coco_tiny_available
 
 import d2_sampling  # noqa: F401
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from d2_sampling.data import (
     SYNTHETIC_CLASSES,
     generate_synthetic_dataset,
@@ -13,8 +15,6 @@ from d2_sampling.data import (
     register_coco_format,
     synthetic_paths,
 )
-
-from helpers import COCO_TINY, coco_tiny_available
 
 
 def _load(json_file):
@@ -63,12 +63,17 @@ def test_synthetic_dataset_content(tmp_path):
         return inter / ((p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - inter)
 
     overlapping = sum(
-        1 for boxes in by_image.values() for i in range(len(boxes)) for j in range(i)
+        1
+        for boxes in by_image.values()
+        for i in range(len(boxes))
+        for j in range(i)
         if iou(boxes[i], boxes[j]) > 0.05
     )
     assert overlapping > 10, "objects overlap"
     train = _load(generate_synthetic_dataset("synthetic_mini_train", root=tmp_path))
-    assert len({i["id"] for i in train["images"]} - {a["image_id"] for a in train["annotations"]}) == 2
+    assert (
+        len({i["id"] for i in train["images"]} - {a["image_id"] for a in train["annotations"]}) == 2
+    )
 
 
 def test_synthetic_registered_and_loadable():
@@ -89,23 +94,34 @@ def test_register_coco_format_errors(tmp_path):
     missing = str(tmp_path / "nope.json")
     with pytest.raises(FileNotFoundError, match="nope.json"):
         register_coco_format("bad_missing_json", missing, str(images))
-    good = _write(tmp_path / "good.json", json.dumps({"images": [], "annotations": [], "categories": []}))
+    good = _write(
+        tmp_path / "good.json", json.dumps({"images": [], "annotations": [], "categories": []})
+    )
     with pytest.raises(FileNotFoundError, match="no_such_folder"):
         register_coco_format("bad_missing_dir", good, str(tmp_path / "no_such_folder"))
     broken = _write(tmp_path / "broken.json", '{"images": [')
     with pytest.raises(ValueError, match="Malformed COCO json.*broken.json"):
         register_coco_format("bad_syntax", broken, str(images))
     no_keys = _write(tmp_path / "nokeys.json", json.dumps({"images": []}))
-    with pytest.raises(ValueError, match=r"nokeys.json.*missing key\(s\) \['annotations', 'categories'\]"):
+    with pytest.raises(
+        ValueError, match=r"nokeys.json.*missing key\(s\) \['annotations', 'categories'\]"
+    ):
         register_coco_format("bad_keys", no_keys, str(images))
     bad_box = _write(
         tmp_path / "badbox.json",
-        json.dumps({"images": [], "categories": [],
-                    "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}),
+        json.dumps(
+            {
+                "images": [],
+                "categories": [],
+                "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}],
+            }
+        ),
     )
     with pytest.raises(ValueError, match=r"badbox.json.*annotation #0 bbox"):
         register_coco_format("bad_box", bad_box, str(images))
-    assert not {"bad_missing_json", "bad_syntax", "bad_keys", "bad_box"} & set(DatasetCatalog.list())
+    assert not {"bad_missing_json", "bad_syntax", "bad_keys", "bad_box"} & set(
+        DatasetCatalog.list()
+    )
 
 
 def test_register_coco_format_name_clash(tmp_path):

@@ -181,7 +181,7 @@ class TestATSSMatcherExact(unittest.TestCase):
 
     def test_bad_hyperparameters_name_the_argument(self):
         # A pure class names its own arguments; the yacs keys are the wrappers' business
-        # (tests/test_atss_model.py).
+        # (tests/modeling/meta_arch/test_atss.py).
         for kwargs in [
             {"topk": 0},
             {"topk": -3},
