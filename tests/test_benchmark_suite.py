@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from helpers import run_script
 
 # suite.py's method keys and labels, written out: a method dropped from the suite fails here.

@@ -7,10 +7,11 @@ import pytest
 import torch
 from detectron2.config import instantiate
 from detectron2.modeling import build_model
-from helpers import CONFIGS
 
 import d2_sampling  # noqa: F401
 from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
+
+from helpers import CONFIGS
 
 YAMLS = sorted(
     p

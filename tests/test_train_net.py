@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import d2_sampling  # noqa: F401
+from d2_sampling.data import synthetic_paths
+from d2_sampling.engine import atomic_write
+from d2_sampling.engine.setup import is_lazy_config, load_lazy_config, load_yacs_config
+
 from helpers import (
     COCO_TINY,
     CONFIGS,
@@ -20,11 +26,6 @@ from helpers import (
     run_train_net,
     seeded,
 )
-
-import d2_sampling  # noqa: F401
-from d2_sampling.data import synthetic_paths
-from d2_sampling.engine import atomic_write
-from d2_sampling.engine.setup import is_lazy_config, load_lazy_config, load_yacs_config
 
 QUICK_YAML = CONFIGS / "quick_schedules" / "faster_rcnn_tiny_FPN_instant_test.yaml"
 QUICK_PY = CONFIGS / "quick_schedules" / "retinanet_tiny_FPN_instant_test.py"

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from helpers import COCO_TINY, coco_tiny_available
 
 import d2_sampling  # noqa: F401
 from d2_sampling.data import (
@@ -15,6 +14,8 @@ from d2_sampling.data import (
     register_coco_format,
     synthetic_paths,
 )
+
+from helpers import COCO_TINY, coco_tiny_available
 
 
 def _load(json_file):

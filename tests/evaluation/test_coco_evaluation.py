@@ -10,13 +10,14 @@ from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, BoxMode, Instances
-from helpers import COCO_TINY, CONFIGS, coco_tiny_available, run_train_net
 
 import d2_sampling  # noqa: F401
 from d2_sampling.data import register_coco_format
 from d2_sampling.engine.setup import load_yacs_config
 from d2_sampling.evaluation import COCOEvaluator as TasksCOCOEvaluator
 from d2_sampling.evaluation import evaluation_tasks
+
+from helpers import COCO_TINY, CONFIGS, coco_tiny_available, run_train_net
 
 
 def _gt_as_detections(dicts):

@@ -8,10 +8,11 @@ import unittest
 import pytest
 import torch
 from detectron2.structures import Boxes
-from helpers import REPO
 
 from d2_sampling.modeling import ATSSMatcher
 from d2_sampling.references.atss import boundary_tied_gts, mmdet_atss_assign, reference_atss
+
+from helpers import REPO
 
 
 def boxes(*rows):

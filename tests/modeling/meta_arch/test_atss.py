@@ -20,7 +20,6 @@ from detectron2.modeling import build_model
 from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-from helpers import CONFIGS, read_metrics, run_train_net
 
 import d2_sampling  # noqa: F401
 from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
@@ -28,6 +27,8 @@ from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
 from d2_sampling.modeling import ATSS, ATSSMatcher, RetinaNetATSS
 from d2_sampling.modeling.meta_arch import atss_losses
 from d2_sampling.modeling.meta_arch.atss_losses import atss_loss_normalizers, centerness_targets
+
+from helpers import CONFIGS, read_metrics, run_train_net
 
 ATSS_QUICK = CONFIGS / "quick_schedules" / "atss_tiny_FPN_instant_test"
 RETINANET_ATSS_QUICK = CONFIGS / "quick_schedules" / "retinanet_tiny_FPN_atss_instant_test"

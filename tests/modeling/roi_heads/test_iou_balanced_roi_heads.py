@@ -6,7 +6,6 @@ end-to-end training (yacs, LazyConfig, two CPU processes).
 
 import inspect
 import json
-import os
 import unittest
 
 import pytest
@@ -16,6 +15,11 @@ from detectron2.modeling import build_model
 from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+
+from d2_sampling import add_d2_sampling_config
+from d2_sampling.modeling import IoUBalancedROIHeads
+from d2_sampling.modeling.roi_heads import label_proposals, select_training_rois
+
 from helpers import (
     CONFIGS,
     coco_tiny_available,
@@ -24,10 +28,6 @@ from helpers import (
     run_train_net,
     write_empty_images_dataset,
 )
-
-from d2_sampling import add_d2_sampling_config
-from d2_sampling.modeling import IoUBalancedROIHeads
-from d2_sampling.modeling.roi_heads import label_proposals, select_training_rois
 
 QUICK_YAML = CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_iou_balanced_instant_test.yaml"
 QUICK_PY = CONFIGS / "quick_schedules/faster_rcnn_tiny_FPN_iou_balanced_instant_test.py"
@@ -407,36 +407,13 @@ def test_benchmark_quick(tmp_path):
 @pytest.mark.skipif(not coco_tiny_available(), reason="coco_tiny not found")
 def test_plot_tool_on_coco_tiny(tmp_path):
     """tools/plot_sampled_iou.py end to end on 2 real images, after 1 training iteration."""
-    import subprocess
-    import sys
-
-    from helpers import REPO
-
     out, js = tmp_path / "fig.png", tmp_path / "fig.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools/plot_sampled_iou.py"),
-            "--train-iters",
-            "1",
-            "--max-images",
-            "2",
-            "--seed",
-            "0",
-            "--output-dir",
-            str(tmp_path / "train"),
-            "--out",
-            str(out),
-            "--json",
-            str(js),
-        ],
-        cwd=REPO,
-        check=True,
+    run_script(
+        "tools/plot_sampled_iou.py",
+        "--train-iters", "1", "--max-images", "2", "--seed", "0",
+        "--output-dir", tmp_path / "train", "--out", out, "--json", js,
         timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     assert out.stat().st_size > 0
     # The one training path: the project's Trainer wrote its metrics there.
     assert (tmp_path / "train" / "metrics.json").is_file()
