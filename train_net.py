@@ -17,6 +17,7 @@ The config system is chosen by the file's suffix:
     --num-gpus N           N workers on this machine (gloo on CPU when there is no CUDA)
     --num-machines M --machine-rank R --dist-url tcp://HOST:PORT    multi-machine
     --coco-dataset NAME JSON IMAGE_ROOT    register a COCO-format dataset (repeatable)
+    --voc-dataset NAME DIR SPLIT           register a Pascal VOC-format dataset (repeatable)
     --check-weight-sync    after training, check that every worker holds the same weights
 
 Under ``torchrun`` the workers are torchrun's (env:// initialisation); see scripts/.
@@ -72,6 +73,15 @@ def build_parser():
         action="append",
         metavar=("NAME", "JSON", "IMAGE_ROOT"),
         help="register a COCO-format dataset under NAME (repeatable)",
+    )
+    parser.add_argument(
+        "--voc-dataset",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "DIR", "SPLIT"),
+        help="register split SPLIT (DIR/ImageSets/Main/SPLIT.txt) of the Pascal VOC-format "
+        "folder DIR under NAME (repeatable); classes from DIR/classes.txt, else the sorted names "
+        "in DIR/Annotations (docs/datasets.md)",
     )
     parser.add_argument(
         "--check-weight-sync",

@@ -13,6 +13,7 @@ __all__ = [
     "add_d2_sampling_config",
     "add_dataset_config",
     "add_tiny_backbone_config",
+    "add_efficientnet_config",
     "add_ohem_config",
     "add_iou_balanced_config",
     "add_atss_config",
@@ -21,12 +22,21 @@ __all__ = [
 
 def add_dataset_config(cfg):
     """
-    ``DATASETS.COCO_FORMAT``: COCO-format datasets to register before building anything, as
-    ``[[name, json_file, image_root], ...]``. Lets a yaml (or a command-line override) use any
-    COCO json + image folder without writing Python.
+    ``DATASETS.COCO_FORMAT`` / ``DATASETS.VOC_FORMAT``: COCO-format and Pascal VOC-format
+    datasets to register before building anything, so that a yaml (or a command-line override)
+    uses any COCO json + image folder or VOC folder without writing Python. Relative paths
+    resolve from the folder of the yaml that sets the key (from the working directory for a
+    command-line override). ``TEST.EVALUATOR`` picks the metric of evaluation. See
+    docs/datasets.md.
     """
     # COCO-format datasets to register: [[name, json_file, image_root], ...].
     cfg.DATASETS.COCO_FORMAT = []
+    # Pascal VOC-format datasets to register: [[name, dir, split], ...], or
+    # [name, dir, split, [class, ...]]; classes default to dir/classes.txt, else the sorted
+    # names in dir/Annotations.
+    cfg.DATASETS.VOC_FORMAT = []
+    # Evaluator of the test datasets: "coco" (COCO AP) or "voc" (Pascal VOC AP, boxes).
+    cfg.TEST.EVALUATOR = "coco"
 
 
 def add_tiny_backbone_config(cfg):
@@ -38,6 +48,27 @@ def add_tiny_backbone_config(cfg):
     cfg.MODEL.TINY.STEM_CHANNELS = 16
     # Normalisation of the convolutions: "GN", "BN", "SyncBN" or "" (none).
     cfg.MODEL.TINY.NORM = "GN"
+
+
+def add_efficientnet_config(cfg):
+    """
+    ``MODEL.EFFICIENTNET``: EfficientNet-Lite backbones (Tan & Le, arXiv 1905.11946; the
+    authors' Lite variants), used by ``MODEL.BACKBONE.NAME: "build_efficientnet_lite_fpn_backbone"``
+    (P2-P6) or ``"build_efficientnet_lite_retinanet_fpn_backbone"`` (P3-P7). Freezing is
+    ``MODEL.BACKBONE.FREEZE_AT`` (1: stem, 2: + res2, ...); ImageNet weights:
+    ``MODEL.WEIGHTS "efficientnet://lite0"`` with RGB input, ``PIXEL_MEAN [127.0] * 3``,
+    ``PIXEL_STD [128.0] * 3`` (docs/efficientnet_lite.md). Keys mirror ``EfficientNetLite``.
+    """
+    cfg.MODEL.EFFICIENTNET = CN()
+    # Variant, "efficientnet-lite0" .. "efficientnet-lite4" (width / depth coefficients).
+    cfg.MODEL.EFFICIENTNET.NAME = "efficientnet-lite0"
+    # Outputs among "stem" (stride 2), "res2" .. "res5" (strides 4, 8, 16, 32).
+    cfg.MODEL.EFFICIENTNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Normalisation: "FrozenBN" (fine-tuning, as MODEL.RESNETS.NORM), "BN" or "SyncBN".
+    cfg.MODEL.EFFICIENTNET.NORM = "FrozenBN"
+    # Drop-connect (stochastic depth) rate of the last block, in [0, 1); 0 disables it
+    # (reference ImageNet training: 0.2).
+    cfg.MODEL.EFFICIENTNET.DROP_CONNECT_RATE = 0.0
 
 
 def add_ohem_config(cfg):
@@ -119,6 +150,7 @@ def add_d2_sampling_config(cfg):
     """
     add_dataset_config(cfg)
     add_tiny_backbone_config(cfg)
+    add_efficientnet_config(cfg)
     add_ohem_config(cfg)
     add_iou_balanced_config(cfg)
     add_atss_config(cfg)

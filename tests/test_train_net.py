@@ -315,3 +315,175 @@ def test_coco_format_from_yacs_config_key(tmp_path):
     )
     assert (tmp_path / "inference" / "my_val" / "coco_instances_results.json").is_file()
     assert len(_eval_results(proc.stdout)) == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Pascal VOC-format datasets (BCCD), both evaluators, and the dataset checks before training
+# ---------------------------------------------------------------------------------------------
+BCCD = REPO.parent / "shared" / "data" / "bccd"
+BCCD_ARGS = [
+    "--voc-dataset",
+    "bccd_train",
+    BCCD,
+    "train",
+    "--voc-dataset",
+    "bccd_val",
+    BCCD,
+    "val",
+]
+QUICK_RCNN_PY = CONFIGS / "quick_schedules" / "faster_rcnn_tiny_FPN_instant_test.py"
+
+
+def _bccd_available():
+    return (BCCD / "ImageSets" / "Main" / "train.txt").is_file()
+
+
+def _final_eval(output_dir):
+    return [m for m in read_metrics(output_dir) if "bbox/AP50" in m][-1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _bccd_available(), reason="BCCD not present")
+def test_voc_dataset_yacs_coco_then_voc_evaluator(tmp_path):
+    """--voc-dataset from the command line: train with COCO AP, then evaluate with VOC AP."""
+    proc = run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        *BCCD_ARGS,
+        "DATASETS.TRAIN",
+        "('bccd_train',)",
+        "DATASETS.TEST",
+        "('bccd_val',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        3,
+        "SOLVER.MAX_ITER",
+        2,
+        "OUTPUT_DIR",
+        tmp_path / "coco",
+    )
+    assert "Dataset 'bccd_train': dropped 1 of 2805 boxes" in proc.stdout  # the zero-size RBC
+    coco = _final_eval(tmp_path / "coco")
+    assert {"bbox/AP", "bbox/APs", "bbox/AP-RBC", "bbox/AP-WBC", "bbox/AP-Platelets"} <= set(coco)
+    assert (tmp_path / "coco" / "inference" / "bccd_val" / "bccd_val_coco_format.json").is_file()
+
+    proc = run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        "--eval-only",
+        *BCCD_ARGS,
+        "DATASETS.TEST",
+        "('bccd_val',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        3,
+        "MODEL.WEIGHTS",
+        tmp_path / "coco" / "model_final.pth",
+        "TEST.EVALUATOR",
+        "voc",
+        "OUTPUT_DIR",
+        tmp_path / "voc",
+    )
+    assert "with the Pascal VOC metric" in proc.stdout
+    assert "copypaste: AP,AP50,AP75\n" in proc.stdout.replace("\r", "")
+    assert len(_eval_results(proc.stdout)) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _bccd_available(), reason="BCCD not present")
+def test_voc_dataset_yacs_config_key_and_voc_evaluator(tmp_path):
+    """DATASETS.VOC_FORMAT (an override here) and TEST.EVALUATOR voc in a training run."""
+    run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        "DATASETS.VOC_FORMAT",
+        f"[['bccd_train', '{BCCD}', 'train'], ['bccd_test', '{BCCD}', 'test']]",
+        "DATASETS.TRAIN",
+        "('bccd_train',)",
+        "DATASETS.TEST",
+        "('bccd_test',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        3,
+        "SOLVER.MAX_ITER",
+        2,
+        "TEST.EVALUATOR",
+        "voc",
+        "OUTPUT_DIR",
+        tmp_path,
+    )
+    voc = _final_eval(tmp_path)
+    assert {"bbox/AP", "bbox/AP75", "bbox/AP50-RBC", "bbox/AP50-WBC", "bbox/AP50-Platelets"} <= set(
+        voc
+    )
+    assert "bbox/APs" not in voc  # not the COCO evaluator
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _bccd_available(), reason="BCCD not present")
+def test_voc_dataset_lazy_config_and_voc_evaluator(tmp_path):
+    run_train_net(
+        "--config-file",
+        QUICK_RCNN_PY,
+        *BCCD_ARGS,
+        "dataloader.train.dataset.names=bccd_train",
+        "dataloader.test.dataset.names=bccd_val",
+        "model.roi_heads.num_classes=3",
+        "dataloader.evaluator._target_=d2_sampling.evaluation.VOCEvaluator",
+        "train.max_iter=2",
+        f"train.output_dir={tmp_path}",
+    )
+    voc = _final_eval(tmp_path)
+    assert {"bbox/AP", "bbox/AP50-RBC", "bbox/AP50-WBC", "bbox/AP50-Platelets"} <= set(voc)
+    assert "bbox/APs" not in voc
+
+
+@pytest.mark.slow
+def test_broken_image_stops_train_net_before_training(tmp_path):
+    """The dataset check runs in setup: a truncated image is named before any training."""
+    import cv2
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in (1, 2):
+        cv2.imwrite(str(images / f"{i}.jpg"), np.full((32, 48, 3), 100 * i, np.uint8))
+    data = (images / "2.jpg").read_bytes()
+    (images / "2.jpg").write_bytes(data[: len(data) // 2])
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 48, "height": 32} for i in (1, 2)],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9], "area": 81}
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    proc = run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        "--coco-dataset",
+        "broken_images",
+        tmp_path / "ann.json",
+        images,
+        "DATASETS.TRAIN",
+        "('broken_images',)",
+        "OUTPUT_DIR",
+        tmp_path / "out",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "2.jpg: cannot be decoded" in proc.stdout and "'broken_images'" in proc.stdout
+    assert "Starting training" not in proc.stdout
+    proc = run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        "--coco-dataset",
+        "broken_images",
+        tmp_path / "ann.json",
+        images,
+        "DATASETS.TRAIN",
+        "('broken_imagse',)",
+        "OUTPUT_DIR",
+        tmp_path / "out",
+        check=False,
+    )
+    assert proc.returncode != 0 and "Registered COCO/VOC-format datasets: ['broken_images']" in (
+        proc.stdout
+    )

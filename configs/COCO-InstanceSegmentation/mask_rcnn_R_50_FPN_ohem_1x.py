@@ -2,21 +2,15 @@
 # on the selected foreground RoIs. Otherwise Detectron2's COCO-InstanceSegmentation/
 # mask_rcnn_R_50_FPN_1x.py.
 from detectron2 import model_zoo
-from detectron2.config import LazyCall as L
 
-from d2_sampling.evaluation import COCOEvaluator
-
+from ..common.data import coco_dataloader
 from ..common.ohem import ohem_roi_heads
 
 model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
 model.backbone.bottom_up.freeze_at = 2
 ohem_roi_heads(model.roi_heads)
 
-dataloader = model_zoo.get_config("common/data/coco.py").dataloader
-# The tasks the model has, evaluated even when it predicts nothing.
-dataloader.evaluator = L(COCOEvaluator)(
-    dataset_name="${..test.dataset.names}", tasks=("bbox", "segm")
-)
+dataloader = coco_dataloader(tasks=("bbox", "segm"))
 optimizer = model_zoo.get_config("common/optim.py").SGD
 lr_multiplier = model_zoo.get_config("common/coco_schedule.py").lr_multiplier_1x
 train = model_zoo.get_config("common/train.py").train

@@ -1,16 +1,13 @@
 # RetinaNet R50-FPN on COCO, 1x schedule (as Detectron2's COCO-Detection/retinanet_R_50_FPN_1x.py).
 from detectron2 import model_zoo
-from detectron2.config import LazyCall as L
 
-from d2_sampling.evaluation import COCOEvaluator
+from .data import coco_dataloader
 
 model = model_zoo.get_config("common/models/retinanet.py").model
 model.backbone.bottom_up.freeze_at = 2
 
-dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+dataloader = coco_dataloader()
 dataloader.train.mapper.use_instance_mask = False
-# The tasks the model has, evaluated even when it predicts nothing (bbox; + segm for masks).
-dataloader.evaluator = L(COCOEvaluator)(dataset_name="${..test.dataset.names}", tasks=("bbox",))
 optimizer = model_zoo.get_config("common/optim.py").SGD
 optimizer.lr = 0.01
 lr_multiplier = model_zoo.get_config("common/coco_schedule.py").lr_multiplier_1x

@@ -10,14 +10,15 @@ from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from d2_sampling.data import SYNTHETIC_CLASSES
-from d2_sampling.evaluation import COCOEvaluator
 from d2_sampling.modeling import TinyNet
+
+from .data import coco_dataloader
 
 NUM_CLASSES = len(SYNTHETIC_CLASSES)
 FPN_CHANNELS = 64
 PIXEL_MEAN, PIXEL_STD = [127.5] * 3, [64.0] * 3
 
-dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+dataloader = coco_dataloader()
 dataloader.train.dataset.names = "synthetic_train"
 # Written out (it is the default) so `dataloader.train.dataset.filter_empty=False` overrides it.
 dataloader.train.dataset.filter_empty = True
@@ -33,8 +34,6 @@ dataloader.test.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=288, max_size=448)
 ]
 dataloader.test.num_workers = 1
-# The tasks the model has, evaluated even when it predicts nothing (bbox; + segm for masks).
-dataloader.evaluator = L(COCOEvaluator)(dataset_name="${..test.dataset.names}", tasks=("bbox",))
 
 optimizer = model_zoo.get_config("common/optim.py").SGD
 optimizer.lr = 0.02

@@ -1,19 +1,24 @@
 """
 The one setup path of ``train_net.py``: load the config (yacs ``.yaml`` or LazyConfig ``.py``,
 chosen by the file's suffix, strict about unknown keys), register its datasets, check
-``--resume``, then Detectron2's ``default_setup`` (logging, config dump, seeding).
+``--resume``, ready and check the datasets, then Detectron2's ``default_setup`` (logging,
+config dump, seeding).
 """
 
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+import yaml
 from detectron2.config import CfgNode, LazyConfig, get_cfg
 from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 from omegaconf import OmegaConf
 
 from ..config import add_d2_sampling_config
-from ..data import prepare_datasets, register_coco_format
+from ..data import prepare_datasets, register_coco_format, register_voc_format
+from ..evaluation import check_evaluator_name
 from .checkpoint import resumable_checkpoint
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "load_yacs_config",
     "output_dir",
     "register_cli_datasets",
+    "register_cli_voc_datasets",
     "setup",
 ]
 
@@ -40,14 +46,89 @@ def is_lazy_config(path: str) -> bool:
     raise ValueError(f"--config-file {path!r}: expected a .yaml (yacs) or .py (LazyConfig) file")
 
 
-def register_cli_datasets(entries: Sequence[Sequence[str]]) -> None:
-    """Register ``[[name, json_file, image_root], ...]`` as COCO-format datasets."""
+def _resolve(path: str, base_dir: Optional[str]) -> str:
+    path = os.path.expanduser(os.fspath(path))
+    return path if base_dir is None or os.path.isabs(path) else os.path.join(base_dir, path)
+
+
+def register_cli_datasets(entries: Sequence[Sequence[str]], base_dir: Optional[str] = None) -> None:
+    """
+    Register ``[[name, json_file, image_root], ...]`` as COCO-format datasets. Relative paths
+    resolve from ``base_dir`` (default: the working directory).
+    """
     for entry in entries:
         if len(entry) != 3:
             raise ValueError(
                 f"A COCO-format dataset is [name, json_file, image_root], got {list(entry)!r}"
             )
-        register_coco_format(*entry)
+        name, json_file, image_root = entry
+        register_coco_format(name, _resolve(json_file, base_dir), _resolve(image_root, base_dir))
+
+
+def register_cli_voc_datasets(entries: Sequence[Sequence], base_dir: Optional[str] = None) -> None:
+    """
+    Register ``[[name, dir, split], ...]`` (or ``[name, dir, split, [class, ...]]``) as Pascal
+    VOC-format datasets. Relative paths resolve from ``base_dir`` (default: the working
+    directory).
+    """
+    for entry in entries:
+        if len(entry) not in (3, 4) or (len(entry) == 4 and isinstance(entry[3], str)):
+            raise ValueError(
+                "A VOC-format dataset is [name, dir, split] or [name, dir, split, [class, ...]], "
+                f"got {list(entry)!r}"
+            )
+        name, dirname, split = entry[:3]
+        classes = list(entry[3]) if len(entry) == 4 else None
+        register_voc_format(name, _resolve(dirname, base_dir), split, classes)
+
+
+def _yaml_key_folder(config_file: str, keys: Tuple[str, ...]) -> str:
+    """
+    Folder of the yaml whose value of ``keys`` (e.g. ``("DATASETS", "VOC_FORMAT")``) wins in
+    ``config_file``'s ``_BASE_`` chain (resolved as yacs resolves it): the last one setting it.
+    ``config_file``'s folder when none does or a file cannot be read here.
+    """
+    folder = None
+
+    def visit(path):
+        nonlocal folder
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError):
+            return
+        base = data.get("_BASE_") if isinstance(data, dict) else None
+        if isinstance(base, str):
+            base = os.path.expanduser(base)
+            if not base.startswith(("/", "https://", "http://")):
+                visit(os.path.join(os.path.dirname(path), base))
+            elif base.startswith("/"):
+                visit(base)
+        node = data
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            folder = os.path.dirname(os.path.abspath(path))
+
+    visit(config_file)
+    return folder or os.path.dirname(os.path.abspath(config_file))
+
+
+def _register_config_datasets(cfg: CfgNode, config_file: str, opts: List[str]) -> None:
+    """``DATASETS.COCO_FORMAT`` and ``DATASETS.VOC_FORMAT``, relative paths as documented."""
+    for key, register in (
+        ("COCO_FORMAT", register_cli_datasets),
+        ("VOC_FORMAT", register_cli_voc_datasets),
+    ):
+        entries = cfg.DATASETS[key]
+        if not entries:
+            continue
+        # Paths written in a yaml are relative to that yaml; typed on the command line, to the
+        # shell's working directory (as --coco-dataset / --voc-dataset).
+        on_command_line = f"DATASETS.{key}" in opts[0::2]
+        register(
+            entries, None if on_command_line else _yaml_key_folder(config_file, ("DATASETS", key))
+        )
 
 
 def _check_config_file(config_file: str) -> None:
@@ -58,8 +139,11 @@ def _check_config_file(config_file: str) -> None:
 def load_yacs_config(config_file: str, opts: List[str]) -> CfgNode:
     """
     ``get_cfg()`` + our keys + ``config_file`` + ``opts`` (``KEY VALUE`` pairs), frozen. Unknown
-    keys raise ``KeyError`` naming them. ``MODEL.DEVICE`` falls back to ``cpu`` without CUDA.
-    The datasets of ``DATASETS.COCO_FORMAT`` are registered.
+    keys raise ``KeyError`` naming them; a bad ``TEST.EVALUATOR``, ``ValueError``.
+    ``MODEL.DEVICE`` falls back to ``cpu`` without CUDA. The datasets of
+    ``DATASETS.COCO_FORMAT`` and ``DATASETS.VOC_FORMAT`` are registered, their relative paths
+    resolved from the folder of the yaml that sets the key (from the working directory when
+    ``opts`` set it).
     """
     _check_config_file(config_file)
     cfg = get_cfg()
@@ -77,7 +161,8 @@ def load_yacs_config(config_file: str, opts: List[str]) -> CfgNode:
     cfg.merge_from_list(opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
-    register_cli_datasets(cfg.DATASETS.COCO_FORMAT)
+    check_evaluator_name(cfg.TEST.EVALUATOR)
+    _register_config_datasets(cfg, config_file, opts)
     cfg.freeze()
     return cfg
 
@@ -141,17 +226,27 @@ def dataset_names(cfg, *, train: bool = True) -> List[str]:
 def setup(args):
     """
     Everything ``train_net.py`` does before building a model, once per worker: register the
-    ``--coco-dataset`` datasets, load the config with its overrides, fail now when ``--resume``
-    has nothing to resume, make the datasets ready (generate synthetic splits, check files),
-    then ``default_setup``.
+    ``--coco-dataset`` and ``--voc-dataset`` datasets, load the config with its overrides, fail
+    now when ``--resume`` has nothing to resume, make the datasets ready and check them
+    (``prepare_datasets``: synthetic splits generated, every image decoded once and cached, bad
+    boxes dropped or clipped with a warning), then ``default_setup``.
 
     Returns:
         the config: a frozen ``CfgNode`` (yacs) or an omegaconf ``DictConfig`` (LazyConfig).
     """
     register_cli_datasets(args.coco_dataset or [])
+    register_cli_voc_datasets(getattr(args, "voc_dataset", None) or [])
     cfg = load_config(args.config_file, args.opts)
     if args.resume:
         resumable_checkpoint(output_dir(cfg))
+    # default_setup configures Detectron2's loggers only, and later: the dataset checks'
+    # progress and warnings go to the console and log.txt like Detectron2's.
+    setup_logger(
+        output_dir(cfg) or None,
+        distributed_rank=comm.get_rank(),
+        name="d2_sampling",
+        abbrev_name="d2s",
+    )
     prepare_datasets(dataset_names(cfg, train=not args.eval_only))
     default_setup(cfg, args)
     return cfg

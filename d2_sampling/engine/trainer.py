@@ -1,15 +1,18 @@
 """
 ``Trainer``: Detectron2's ``DefaultTrainer`` with atomic checkpoints, DDP that also runs on CPU
-workers, and COCO evaluation of the tasks the model has.
+workers, data loaders whose errors name the image file, and evaluation by ``TEST.EVALUATOR``
+(COCO AP of the tasks the model has, or VOC AP).
 """
 
 import os
 from contextlib import contextmanager
 
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.engine import defaults as d2_defaults
 
-from ..evaluation import COCOEvaluator, evaluation_tasks
+from ..data import CheckedDatasetMapper
+from ..evaluation import build_evaluator
 from .checkpoint import AtomicCheckpointer
 
 __all__ = ["Trainer", "ddp_device_kwargs"]
@@ -58,6 +61,19 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """``TEST.EVALUATOR``'s evaluator: COCO AP of the model's tasks, or Pascal VOC AP."""
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, evaluation_tasks(cfg), output_dir=output_folder)
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """Detectron2's, with a mapper whose errors name the image file."""
+        return build_detection_train_loader(cfg, mapper=CheckedDatasetMapper(cfg, True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """Detectron2's, with a mapper whose errors name the image file."""
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, False)
+        )

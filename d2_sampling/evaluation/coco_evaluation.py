@@ -38,7 +38,8 @@ def evaluation_tasks(cfg) -> Tuple[str, ...]:
 class COCOEvaluator(_D2COCOEvaluator):
     """
     Detectron2's ``COCOEvaluator`` with ``tasks`` required, and metrics of 0 (not ``nan``) for a
-    task with no prediction. Every other argument is Detectron2's.
+    task with no prediction. Every other argument is Detectron2's; ``allow_cached_coco``
+    defaults to False (a dataset without json is converted anew in each process).
     """
 
     def __init__(self, dataset_name, tasks=None, *args, **kwargs):
@@ -48,6 +49,9 @@ class COCOEvaluator(_D2COCOEvaluator):
                 "e.g. ('bbox',) or ('bbox', 'segm'); inferring them from the predictions drops "
                 "a task whenever nothing is predicted"
             )
+        # A dataset without a COCO json (VOC-format) is converted into output_dir; Detectron2
+        # would reuse a file left there by an earlier run, whatever the dataset holds now.
+        kwargs.setdefault("allow_cached_coco", False)
         super().__init__(dataset_name, tuple(tasks), *args, **kwargs)
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
