@@ -2,10 +2,14 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env lint format test test-fast demo bench clean
+.PHONY: env env-modern lint format test test-fast test-modern demo bench clean
 
 env:
 	@bash scripts/setup_env.sh
+
+# The modern stack (Python 3.11, current torch, NumPy 2, Detectron2 built from source).
+env-modern:
+	@bash scripts/setup_env.sh modern
 
 # ruff's linter and formatter, configured in pyproject.toml; `make format` applies both.
 lint: env
@@ -18,6 +22,9 @@ format: env
 
 test: env
 	$(PY) -m pytest tests
+
+test-modern: env-modern
+	.venv-modern/bin/python -m pytest tests
 
 test-fast: env
 	$(PY) -m pytest tests -m "not slow"

@@ -9,11 +9,19 @@ Importing the package registers every model part with Detectron2's registries an
 synthetic datasets with ``DatasetCatalog``; config keys are added by ``add_d2_sampling_config``.
 """
 
-from . import (
-    data,  # noqa: F401  (registers the synthetic datasets)
-    modeling,  # noqa: F401  (registers backbones, ROI heads, meta-architectures)
-)
+try:
+    import detectron2  # noqa: F401
+except ImportError as e:  # not on PyPI under its own name, so pip never installs it for us
+    raise ImportError(
+        "d2_sampling needs Detectron2 (>= 0.6): `pip install sal-detectron2==0.7.2` on Linux "
+        "x86-64 with Python 3.10 and torch 2.3.1, or build it from source with `pip install "
+        "--no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'` "
+        "(see README, 'Install')"
+    ) from e
+
+# Importing these registers the synthetic datasets and every model part.
+from . import data, modeling
 from .config import add_d2_sampling_config
 
 __version__ = "0.1.0"
-__all__ = ["add_d2_sampling_config", "__version__"]
+__all__ = ["add_d2_sampling_config", "data", "modeling", "__version__"]
