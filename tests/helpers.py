@@ -10,10 +10,16 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 # Real COCO 2017 slice, laid beside the checkout (never copied into it).
 COCO_TINY = REPO.parent / "shared" / "data" / "coco_tiny"
+# BCCD (Pascal VOC layout), beside the checkout too; configs/BCCD/ register it from there.
+BCCD = REPO.parent / "shared" / "data" / "bccd"
 
 
 def coco_tiny_available() -> bool:
     return (COCO_TINY / "annotations" / "instances_val2017.json").is_file()
+
+
+def bccd_available() -> bool:
+    return (BCCD / "ImageSets" / "Main" / "train.txt").is_file() and (BCCD / "Annotations").is_dir()
 
 
 def run_script(script, *args, timeout=900, check=True, env=None):
