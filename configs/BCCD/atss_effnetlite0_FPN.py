@@ -3,5 +3,5 @@
 from ..common.atss import atss_from_retinanet
 from ..common.bccd import dataloader, lr_multiplier, optimizer, retinanet_effnetlite0, train  # noqa
 
-optimizer.lr = 0.01
+optimizer.lr = 0.005
 model = atss_from_retinanet(retinanet_effnetlite0(), anchor_scale=4.0, num_convs=2)

@@ -3,5 +3,5 @@
 from ..common.atss import retinanet_atss_from_retinanet
 from ..common.bccd import dataloader, lr_multiplier, optimizer, retinanet_effnetlite0, train  # noqa
 
-optimizer.lr = 0.01
+optimizer.lr = 0.005
 model = retinanet_atss_from_retinanet(retinanet_effnetlite0())
