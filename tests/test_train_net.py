@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import d2_sampling  # noqa: F401
-from d2_sampling.data import synthetic_paths
+from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
 from d2_sampling.engine import atomic_write
 from d2_sampling.engine.setup import is_lazy_config, load_lazy_config, load_yacs_config
 
@@ -487,3 +487,182 @@ def test_broken_image_stops_train_net_before_training(tmp_path):
     assert proc.returncode != 0 and "Registered COCO/VOC-format datasets: ['broken_images']" in (
         proc.stdout
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Your own data, safely: the class count, --eval-only weights, errors for people, plain logs
+# ---------------------------------------------------------------------------------------------
+QUICK_ATSS_YAML = CONFIGS / "quick_schedules" / "atss_tiny_FPN_instant_test.yaml"
+USER_ERROR = "train_net.py: error: "
+
+
+def _one_class_args(folder):
+    """``--coco-dataset one_class ...``: synthetic_mini_train's images, every box one class."""
+    json_file, image_root = synthetic_paths("synthetic_mini_train")
+    generate_synthetic_dataset("synthetic_mini_train")
+    data = json.loads(Path(json_file).read_text())
+    data["categories"] = [{"id": 1, "name": "shape"}]
+    for ann in data["annotations"]:
+        ann["category_id"] = 1
+    one = Path(folder) / "one_class.json"
+    one.write_text(json.dumps(data))
+    return ["--coco-dataset", "one_class", one, image_root, "DATASETS.TRAIN", "('one_class',)"]
+
+
+def _user_error(proc):
+    """The message of the one user error ``proc`` printed, after checking how it ended."""
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "Traceback" not in proc.stdout, proc.stdout[-3000:]
+    assert proc.stdout.count(USER_ERROR) == 1, proc.stdout[-3000:]
+    assert "Starting training" not in proc.stdout
+    return proc.stdout.split(USER_ERROR, 1)[1]
+
+
+@pytest.mark.slow
+def test_class_count_that_does_not_fit_the_data(tmp_path):
+    """The config's 5 classes on a 1-class dataset: an error before training, naming the fix."""
+    one = _one_class_args(tmp_path)
+    out = ["OUTPUT_DIR", tmp_path / "out"]
+    proc = run_train_net(
+        "--config-file", QUICK_YAML, *one, "DATASETS.TEST", "()", *out, check=False
+    )
+    msg = _user_error(proc)
+    assert "MODEL.ROI_HEADS.NUM_CLASSES is 5, but training dataset 'one_class' has 1 class" in msg
+    assert "Set MODEL.ROI_HEADS.NUM_CLASSES 1" in msg
+    # ATSS reads MODEL.RETINANET.NUM_CLASSES: the error names it, not the key that was set.
+    proc = run_train_net(
+        "--config-file",
+        QUICK_ATSS_YAML,
+        *one,
+        "DATASETS.TEST",
+        "()",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        1,
+        *out,
+        check=False,
+    )
+    msg = _user_error(proc)
+    assert "MODEL.RETINANET.NUM_CLASSES is 5" in msg and "Set MODEL.RETINANET.NUM_CLASSES 1" in msg
+    assert "ATSS reads MODEL.RETINANET.NUM_CLASSES" in msg
+    # Right count, but evaluated on a dataset with other classes.
+    proc = run_train_net(
+        "--config-file", QUICK_YAML, *one, "MODEL.ROI_HEADS.NUM_CLASSES", 1, *out, check=False
+    )
+    msg = _user_error(proc)
+    assert "Test dataset 'synthetic_mini_val' and training dataset 'one_class'" in msg
+    assert not (tmp_path / "out" / "model_final.pth").exists()
+
+
+@pytest.mark.slow
+def test_class_count_from_data_then_eval_only_refuses_other_weights(tmp_path):
+    """
+    NUM_CLASSES -1 trains a 1-class model (with logs free of colour codes); evaluating it as a
+    5-class one is an error, unless partial weights are allowed.
+    """
+    proc = run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        *_one_class_args(tmp_path),
+        "DATASETS.TEST",
+        "()",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        -1,
+        "SOLVER.MAX_ITER",
+        2,
+        "OUTPUT_DIR",
+        tmp_path / "a",
+    )
+    assert "NUM_CLASSES: 1\n" in (tmp_path / "a" / "config.yaml").read_text()
+    # The highlighted config dump reaches neither log.txt nor a console that is not a tty.
+    log = (tmp_path / "a" / "log.txt").read_text()
+    assert "Running with full config" in log and "\x1b[" not in log
+    assert "Running with full config" in proc.stdout and "\x1b[" not in proc.stdout
+    weights = tmp_path / "a" / "model_final.pth"
+    args = ["--config-file", QUICK_YAML, "--eval-only"]
+    proc = run_train_net(*args, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", tmp_path / "b", check=False)
+    msg = _user_error(proc)
+    assert "do not fit the model" in msg and "--allow-partial-weights" in msg
+    assert "roi_heads.box_predictor.cls_score.weight: (2, 256) in the checkpoint, (6, 256)" in msg
+    assert "copypaste" not in proc.stdout  # nothing evaluated
+    proc = run_train_net(
+        *args, "--allow-partial-weights", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", tmp_path / "b"
+    )
+    assert len(_eval_results(proc.stdout)) == 6
+    assert "Evaluating anyway (--allow-partial-weights)" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [QUICK_YAML, QUICK_PY], ids=["yacs", "lazy"])
+def test_eval_only_without_weights(tmp_path, config):
+    out = ["OUTPUT_DIR", tmp_path] if config.suffix == ".yaml" else [f"train.output_dir={tmp_path}"]
+    proc = run_train_net("--config-file", config, "--eval-only", *out, check=False)
+    msg = _user_error(proc)
+    key = "MODEL.WEIGHTS" if config.suffix == ".yaml" else "train.init_checkpoint"
+    assert f"no weights to evaluate ({key} is empty)" in msg
+
+
+@pytest.mark.slow
+def test_user_error_in_two_workers_is_printed_once(tmp_path):
+    """Both workers hit the class-count error (found after the datasets load, in the workers)."""
+    proc = run_train_net(
+        "--config-file",
+        QUICK_YAML,
+        "--num-gpus",
+        2,
+        *_one_class_args(tmp_path),
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        tmp_path / "out",
+        check=False,
+    )
+    assert "MODEL.ROI_HEADS.NUM_CLASSES is 5" in _user_error(proc)
+    assert "Terminating process" not in proc.stdout
+    # Found by the launching process before it starts workers.
+    proc = run_train_net(
+        "--config-file", QUICK_YAML, "--num-gpus", 2, "MODEL.NO_SUCH_KEY", 1, check=False
+    )
+    assert "Non-existent config key: MODEL.NO_SUCH_KEY" in _user_error(proc)
+
+
+@pytest.mark.slow
+def test_user_error_under_torchrun_is_printed_once(tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(port),
+            str(REPO / "train_net.py"),
+            "--config-file",
+            str(QUICK_YAML),
+            "MODEL.NO_SUCH_KEY",
+            "1",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    # torchrun reports the failed workers its own way (with its own traceback) after ours.
+    assert proc.stdout.count(USER_ERROR + "Non-existent config key: MODEL.NO_SUCH_KEY") == 1
+
+
+@pytest.mark.slow
+def test_debug_shows_the_traceback():
+    proc = run_train_net(
+        "--config-file", QUICK_YAML, "--debug", "MODEL.NO_SUCH_KEY", 1, check=False
+    )
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stdout and "UserError: Non-existent config key" in proc.stdout
+    env = {"D2_SAMPLING_DEBUG": "1"}
+    proc = run_train_net("--config-file", QUICK_YAML, "MODEL.NO_SUCH_KEY", 1, check=False, env=env)
+    assert "Traceback" in proc.stdout and USER_ERROR not in proc.stdout

@@ -1,8 +1,12 @@
 """
 The one setup path of ``train_net.py``: load the config (yacs ``.yaml`` or LazyConfig ``.py``,
 chosen by the file's suffix, strict about unknown keys), register its datasets, check
-``--resume``, ready and check the datasets, then Detectron2's ``default_setup`` (logging,
-config dump, seeding).
+``--resume`` and the weights of ``--eval-only``, ready and check the datasets, check the class
+count against them (``class_count.py``), then Detectron2's ``default_setup`` (logging, config
+dump, seeding), with colour codes only on a terminal (``logs.py``).
+
+What goes wrong in here is the user's to fix: it is raised as ``UserError`` (``errors.py``),
+which ``train_net.py`` prints as one message, without a traceback.
 """
 
 import os
@@ -19,9 +23,13 @@ from omegaconf import OmegaConf
 from ..config import add_d2_sampling_config
 from ..data import prepare_datasets, register_coco_format, register_voc_format
 from ..evaluation import check_evaluator_name
-from .checkpoint import resumable_checkpoint
+from .checkpoint import eval_weights_path, resumable_checkpoint
+from .class_count import check_class_counts
+from .errors import user_errors
+from .logs import no_colour_unless_tty, plain_default_setup_logs
 
 __all__ = [
+    "check_before_launch",
     "dataset_names",
     "is_lazy_config",
     "load_config",
@@ -82,16 +90,16 @@ def register_cli_voc_datasets(entries: Sequence[Sequence], base_dir: Optional[st
         register_voc_format(name, _resolve(dirname, base_dir), split, classes)
 
 
-def _yaml_key_folder(config_file: str, keys: Tuple[str, ...]) -> str:
+def _yaml_setting(config_file: str, keys: Tuple[str, ...]) -> Optional[str]:
     """
-    Folder of the yaml whose value of ``keys`` (e.g. ``("DATASETS", "VOC_FORMAT")``) wins in
+    The yaml whose value of ``keys`` (e.g. ``("DATASETS", "VOC_FORMAT")``) wins in
     ``config_file``'s ``_BASE_`` chain (resolved as yacs resolves it): the last one setting it.
-    ``config_file``'s folder when none does or a file cannot be read here.
+    ``None`` when none does (files that cannot be read here are skipped).
     """
-    folder = None
+    setting = None
 
     def visit(path):
-        nonlocal folder
+        nonlocal setting
         try:
             with open(path) as f:
                 data = yaml.safe_load(f) or {}
@@ -108,10 +116,27 @@ def _yaml_key_folder(config_file: str, keys: Tuple[str, ...]) -> str:
         for key in keys:
             node = node.get(key) if isinstance(node, dict) else None
         if node is not None:
-            folder = os.path.dirname(os.path.abspath(path))
+            setting = os.path.abspath(path)
 
     visit(config_file)
-    return folder or os.path.dirname(os.path.abspath(config_file))
+    return setting
+
+
+def _yaml_key_folder(config_file: str, keys: Tuple[str, ...]) -> str:
+    """Folder of ``_yaml_setting(config_file, keys)``; ``config_file``'s when none sets it."""
+    return os.path.dirname(_yaml_setting(config_file, keys) or os.path.abspath(config_file))
+
+
+def _set_by(config_file: str, opts: List[str]):
+    """``key -> where it is set``: "the command line", a yaml of the chain, or ``None``."""
+
+    def where(key: str) -> Optional[str]:
+        if key in opts[0::2]:
+            return "the command line"
+        path = _yaml_setting(config_file, tuple(key.split(".")))
+        return None if path is None else repr(os.path.relpath(path))
+
+    return where
 
 
 def _register_config_datasets(cfg: CfgNode, config_file: str, opts: List[str]) -> None:
@@ -136,12 +161,14 @@ def _check_config_file(config_file: str) -> None:
         raise FileNotFoundError(f"--config-file {config_file!r} does not exist")
 
 
-def load_yacs_config(config_file: str, opts: List[str]) -> CfgNode:
+def load_yacs_config(
+    config_file: str, opts: List[str], *, register_datasets: bool = True
+) -> CfgNode:
     """
     ``get_cfg()`` + our keys + ``config_file`` + ``opts`` (``KEY VALUE`` pairs), frozen. Unknown
     keys raise ``KeyError`` naming them; a bad ``TEST.EVALUATOR``, ``ValueError``.
-    ``MODEL.DEVICE`` falls back to ``cpu`` without CUDA. The datasets of
-    ``DATASETS.COCO_FORMAT`` and ``DATASETS.VOC_FORMAT`` are registered, their relative paths
+    ``MODEL.DEVICE`` falls back to ``cpu`` without CUDA. With ``register_datasets``, the datasets
+    of ``DATASETS.COCO_FORMAT`` and ``DATASETS.VOC_FORMAT`` are registered, their relative paths
     resolved from the folder of the yaml that sets the key (from the working directory when
     ``opts`` set it).
     """
@@ -162,7 +189,8 @@ def load_yacs_config(config_file: str, opts: List[str]) -> CfgNode:
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     check_evaluator_name(cfg.TEST.EVALUATOR)
-    _register_config_datasets(cfg, config_file, opts)
+    if register_datasets:
+        _register_config_datasets(cfg, config_file, opts)
     cfg.freeze()
     return cfg
 
@@ -193,11 +221,11 @@ def load_lazy_config(config_file: str, opts: List[str]):
     return cfg
 
 
-def load_config(config_file: str, opts: List[str]):
+def load_config(config_file: str, opts: List[str], *, register_datasets: bool = True):
     """``load_lazy_config`` or ``load_yacs_config``, by the file's suffix."""
     if is_lazy_config(config_file):
         return load_lazy_config(config_file, opts)
-    return load_yacs_config(config_file, opts)
+    return load_yacs_config(config_file, opts, register_datasets=register_datasets)
 
 
 def output_dir(cfg) -> str:
@@ -211,42 +239,96 @@ def _as_list(names) -> List[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
+def _split_datasets(cfg, split: str) -> List[str]:
+    """The datasets of ``split`` ("train" or "test") of ``cfg``."""
+    if isinstance(cfg, CfgNode):
+        return _as_list(cfg.DATASETS.TRAIN if split == "train" else cfg.DATASETS.TEST)
+    loader = cfg.dataloader.get(split)
+    if loader is not None and "dataset" in loader and "names" in loader.dataset:
+        return _as_list(loader.dataset.names)
+    return []
+
+
 def dataset_names(cfg, *, train: bool = True) -> List[str]:
     """The test datasets of ``cfg``, preceded by its training datasets when ``train``."""
-    if isinstance(cfg, CfgNode):
-        return _as_list(cfg.DATASETS.TRAIN if train else []) + _as_list(cfg.DATASETS.TEST)
-    names = []
-    for split in ("train", "test") if train else ("test",):
-        loader = cfg.dataloader.get(split)
-        if loader is not None and "dataset" in loader and "names" in loader.dataset:
-            names += _as_list(loader.dataset.names)
-    return names
+    return (_split_datasets(cfg, "train") if train else []) + _split_datasets(cfg, "test")
+
+
+def _check_run(cfg, args) -> None:
+    """``--resume`` has something to resume; ``--eval-only`` has weights to evaluate."""
+    out = output_dir(cfg)
+    if args.eval_only:
+        lazy = not isinstance(cfg, CfgNode)
+        weights = cfg.train.get("init_checkpoint", "") if lazy else cfg.MODEL.WEIGHTS
+        key = "train.init_checkpoint" if lazy else "MODEL.WEIGHTS"
+        eval_weights_path(weights, out, resume=args.resume, key=key)
+    elif args.resume:
+        resumable_checkpoint(out)
+
+
+def check_before_launch(args) -> None:
+    """
+    The checks of ``setup`` that need neither workers nor datasets (the config and its
+    overrides, ``--resume``, ``--eval-only``'s weights), for the launching process to run
+    before it starts workers: most mistakes then end before any worker starts. Datasets are
+    not registered here (registering reads their annotation files; the workers do it).
+
+    Raises:
+        UserError: as ``setup``.
+    """
+    with user_errors():
+        cfg = load_config(args.config_file, args.opts, register_datasets=False)
+        _check_run(cfg, args)
 
 
 def setup(args):
     """
     Everything ``train_net.py`` does before building a model, once per worker: register the
     ``--coco-dataset`` and ``--voc-dataset`` datasets, load the config with its overrides, fail
-    now when ``--resume`` has nothing to resume, make the datasets ready and check them
-    (``prepare_datasets``: synthetic splits generated, every image decoded once and cached, bad
-    boxes dropped or clipped with a warning), then ``default_setup``.
+    now when ``--resume`` has nothing to resume or ``--eval-only`` no weights, make the
+    datasets ready and check them (``prepare_datasets``: synthetic splits generated, every
+    image decoded once and cached, bad boxes dropped or clipped with a warning), check the class
+    count against their classes and fill a ``-1`` (``check_class_counts``), then
+    ``default_setup``, its logs without colour codes where they do not reach a terminal.
 
     Returns:
         the config: a frozen ``CfgNode`` (yacs) or an omegaconf ``DictConfig`` (LazyConfig).
+
+    Raises:
+        UserError: a bad config, path, dataset or class count (the errors of loading the config
+            and the datasets become ``UserError`` with their message).
     """
+    with user_errors():
+        return _setup(args)
+
+
+def _setup(args):
     register_cli_datasets(args.coco_dataset or [])
     register_cli_voc_datasets(getattr(args, "voc_dataset", None) or [])
     cfg = load_config(args.config_file, args.opts)
-    if args.resume:
-        resumable_checkpoint(output_dir(cfg))
+    _check_run(cfg, args)
     # default_setup configures Detectron2's loggers only, and later: the dataset checks'
     # progress and warnings go to the console and log.txt like Detectron2's.
-    setup_logger(
-        output_dir(cfg) or None,
-        distributed_rank=comm.get_rank(),
-        name="d2_sampling",
-        abbrev_name="d2s",
+    no_colour_unless_tty(
+        setup_logger(
+            output_dir(cfg) or None,
+            distributed_rank=comm.get_rank(),
+            name="d2_sampling",
+            abbrev_name="d2s",
+        )
     )
-    prepare_datasets(dataset_names(cfg, train=not args.eval_only))
-    default_setup(cfg, args)
+    train = [] if args.eval_only else _split_datasets(cfg, "train")
+    test = _split_datasets(cfg, "test")
+    prepare_datasets([*train, *test])
+    # The first worker of each machine loaded every dataset (so COCO jsons' thing_classes are
+    # known): it checks; the others only fill a -1, so that a run reports one error.
+    cfg = check_class_counts(
+        cfg,
+        train,
+        test,
+        set_by=_set_by(args.config_file, list(args.opts or [])),
+        check=comm.get_local_rank() == 0,
+    )
+    with plain_default_setup_logs():
+        default_setup(cfg, args)
     return cfg
