@@ -1,0 +1,66 @@
+"""AP-vs-iteration curves of a regime, one PNG per detector family."""
+
+import statistics
+
+
+def families(results, titles):
+    """(family key, title, its methods) for each family with at least one method in results."""
+    for fam, title in titles.items():
+        ms = [m for m in results["methods"] if m["family"] == fam]
+        if ms:
+            yield fam, title, ms
+
+
+def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
+    """
+    One PNG per family, ``images_dir/<prefix><family>_ap.png``: mean AP vs iteration over the
+    seeds of each method (band: ± 1 std), the baselines dashed. Methods without runs are left
+    out of their plot.
+
+    Returns:
+        dict: family key -> path of its PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for fam, title, ms in families(results, titles):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        for m in ms:
+            runs = results["runs"].get(m["key"], [])
+            if not runs:
+                continue
+            by_iter = {}
+            for r in runs:
+                for it, ap in r["ap_curve"]:
+                    if ap is not None:
+                        by_iter.setdefault(it, []).append(ap)
+            its = sorted(by_iter)
+            mean = [statistics.fmean(by_iter[i]) for i in its]
+            std = [statistics.stdev(by_iter[i]) if len(by_iter[i]) > 1 else 0.0 for i in its]
+            style = "--" if m["baseline"] is None else "-"
+            (line,) = ax.plot(its, mean, style, marker="o", ms=3, label=m["label"])
+            ax.fill_between(
+                its,
+                [a - b for a, b in zip(mean, std)],
+                [a + b for a, b in zip(mean, std)],
+                color=line.get_color(),
+                alpha=0.15,
+            )
+        n = len(results["settings"]["seeds"])
+        text = f"{title}: COCO AP vs iteration ({n} seed{'s' if n > 1 else ''})"
+        ax.set_title(text, **({"fontsize": 9} if len(text) > 64 else {}))
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("bbox AP (%)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = images_dir / f"{prefix}{fam}_ap.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths[fam] = path
+    return paths

@@ -1,0 +1,368 @@
+"""
+The suite's regimes: for each, the configs it trains (every method and its baseline), the data,
+the schedule, the text of its report section and how long it is expected to take.
+
+- ``bccd`` (the default of ``make bench``): ImageNet-pretrained EfficientNet-Lite0-FPN
+  detectors on BCCD (real microscope images, 3 classes), configs/BCCD/.
+- ``synthetic-pretrained``: the same detectors on the built-in synthetic dataset,
+  configs/Synthetic/*_effnetlite0_FPN*.
+- ``synthetic-scratch``: TinyNet-FPN detectors trained from scratch on the synthetic dataset,
+  the suite as it was before the pretrained regimes (its committed results are kept in
+  docs/benchmarks.json), with its opt-in control runs, the coco_tiny rows and the per-component
+  speed scripts.
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parents[1]  # benchmarks/
+REPO = HERE.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+BCCD_DIR = SHARED_DATA / "bccd"
+COCO_TINY = SHARED_DATA / "coco_tiny"
+
+METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+BENCHES = ["bench_atss", "bench_ohem", "bench_iou_balanced"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One config of a regime; ``baseline`` is the key of the method it is compared with."""
+
+    key: str
+    label: str
+    config: str  # under configs/
+    baseline: Optional[str]
+    family: str  # "rcnn" or "retinanet"
+
+    def as_dict(self):
+        return dict(
+            key=self.key,
+            label=self.label,
+            config=self.config,
+            baseline=self.baseline,
+            family=self.family,
+        )
+
+    @property
+    def run_name(self):
+        """The config's file name without suffix: the result files' folder."""
+        return Path(self.config).stem
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A config's own schedule (SOLVER.MAX_ITER, WARMUP_ITERS, STEPS)."""
+
+    iters: int
+    warmup: int
+    steps: tuple
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the duration estimate of a regime assumes (measured on the 2-core CPU machine)."""
+
+    s_per_iter: tuple  # (low, high) seconds per training iteration, runs side by side
+    eval_s_per_image: float  # inference + COCO evaluation, per test image
+    eval_overhead_s: float  # per evaluation: building the loader, COCOeval
+    startup_s: float  # per run: imports, model and weights, dataset checks
+    note: str
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str  # the --regime value
+    title: str  # the report section's heading
+    summary: str  # detectors, one line (overview table)
+    data: str  # data, one line (overview table)
+    accuracy_title: str
+    intro: tuple  # paragraphs opening the section (combined report)
+    methods: tuple
+    families: dict
+    schedule: Schedule
+    iters: int  # the suite's default iterations per run
+    eval_period: int
+    seeds: int
+    train_dataset: str
+    test_dataset: str
+    test_images: int
+    quick_train: str
+    quick_test: str
+    quick_methods: tuple  # the --quick subset
+    json_name: str  # the aggregate, next to the report
+    image_prefix: str  # images/<prefix><family>_ap.png
+    estimate: Estimate
+    voc_dir: Optional[Path] = None  # a VOC-format dataset: its ground truth is converted
+    controls: tuple = ()
+    coco_tiny: bool = False
+    speed_benches: bool = False
+    needs: tuple = field(default_factory=tuple)  # paths that must exist to run it
+
+    def method_table(self):
+        return [m.as_dict() for m in self.methods]
+
+    def method(self, key):
+        return next(m for m in self.methods if m.key == key)
+
+    def available(self):
+        return all(Path(p).exists() for p in self.needs)
+
+
+def _methods(folder, rcnn_baseline, rcnn, retinanet, atss):
+    """
+    The seven methods of every regime: configs ``folder/<name>.yaml``, the Faster R-CNN
+    variants named ``rcnn + "_ohem"`` etc., the RetinaNet one ``retinanet + "_atss"``.
+    """
+    r, d = "rcnn", "retinanet"
+    return (
+        Method(
+            "faster_rcnn",
+            "Faster R-CNN, random sampling",
+            f"{folder}/{rcnn_baseline}.yaml",
+            None,
+            r,
+        ),
+        Method("ohem", "OHEM (paper)", f"{folder}/{rcnn}_ohem.yaml", "faster_rcnn", r),
+        Method(
+            "ohem_mmdet", "OHEM (MMDetection)", f"{folder}/{rcnn}_ohem_mmdet.yaml", "faster_rcnn", r
+        ),
+        Method(
+            "iou_balanced",
+            "IoU-balanced sampling",
+            f"{folder}/{rcnn}_iou_balanced.yaml",
+            "faster_rcnn",
+            r,
+        ),
+        Method("retinanet", "RetinaNet", f"{folder}/{retinanet}.yaml", None, d),
+        Method(
+            "retinanet_atss",
+            "RetinaNet + ATSS assignment",
+            f"{folder}/{retinanet}_atss.yaml",
+            "retinanet",
+            d,
+        ),
+        Method("atss", "ATSS", f"{folder}/{atss}.yaml", "retinanet", d),
+    )
+
+
+# The pretrained regimes' time per iteration, from the BCCD Faster R-CNN config on the 2-core
+# machine under load (other jobs running): 2.5-3.3 s for a batch of 4 at ~320 px, RetinaNet and
+# ATSS about the same; evaluation ~0.1 s per image for inference alone (measured on bccd_val),
+# taken as 0.2 for a trained model under load.
+PRETRAINED_ESTIMATE = Estimate(
+    s_per_iter=(2.5, 3.3),
+    eval_s_per_image=0.2,
+    eval_overhead_s=5.0,
+    startup_s=45.0,
+    note="2.5-3.3 s per training iteration (batch 4, ~320 px, measured under load), "
+    "~0.2 s per test image in each evaluation, ~45 s of start-up per run",
+)
+
+EFFNETLITE0_NAMES = (
+    "faster_rcnn_effnetlite0_FPN",
+    "faster_rcnn_effnetlite0_FPN",
+    "retinanet_effnetlite0_FPN",
+    "atss_effnetlite0_FPN",
+)
+
+BCCD = Regime(
+    name="bccd",
+    title="BCCD, ImageNet-pretrained EfficientNet-Lite0-FPN",
+    summary="EfficientNet-Lite0-FPN, ImageNet-pretrained (configs/BCCD/)",
+    data="BCCD: 205 train / 87 val microscope images, 3 classes",
+    accuracy_title="Accuracy on BCCD",
+    intro=(
+        "Real images and a pretrained backbone: BCCD (blood-smear microscope images, Pascal VOC "
+        "layout, classes RBC / WBC / Platelets, strongly imbalanced, crowded), trained on "
+        "`bccd_train` and evaluated with COCO AP on `bccd_val`, by ImageNet-pretrained "
+        "EfficientNet-Lite0-FPN detectors (configs/BCCD/, [efficientnet_lite.md]"
+        "(efficientnet_lite.md)), each config's own schedule.",
+    ),
+    methods=_methods("BCCD", *EFFNETLITE0_NAMES),
+    families={
+        "rcnn": "Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)",
+        "retinanet": "RetinaNet / ATSS (EfficientNet-Lite0-FPN, pretrained)",
+    },
+    schedule=Schedule(600, 100, (480, 560)),
+    iters=600,
+    eval_period=100,
+    seeds=3,
+    train_dataset="bccd_train",
+    test_dataset="bccd_val",
+    test_images=87,
+    # --quick: a split of the first 16 train / 8 val images (the suite writes its list into a
+    # folder that links to BCCD's images and annotations).
+    quick_train="bccd_quick_train",
+    quick_test="bccd_quick_val",
+    quick_methods=("faster_rcnn", "atss"),
+    json_name="benchmarks_bccd.json",
+    image_prefix="benchmarks_bccd_",
+    estimate=PRETRAINED_ESTIMATE,
+    voc_dir=BCCD_DIR,
+    needs=(BCCD_DIR / "ImageSets" / "Main" / "train.txt", BCCD_DIR / "Annotations"),
+)
+
+SYNTHETIC_PRETRAINED = Regime(
+    name="synthetic-pretrained",
+    title="Synthetic dataset, ImageNet-pretrained EfficientNet-Lite0-FPN",
+    summary="EfficientNet-Lite0-FPN, ImageNet-pretrained (configs/Synthetic/*_effnetlite0_FPN*)",
+    data="synthetic: 1000 train / 200 val images, 5 classes",
+    accuracy_title="Accuracy on the synthetic dataset",
+    intro=(
+        "The BCCD regime's detectors (same backbone, pretrained, same schedule) on the built-in "
+        "synthetic dataset (`synthetic_train` / `synthetic_val`, 5 classes, the synthetic "
+        "configs' image sizes): separates what the pretrained backbone changes from what the "
+        "data changes, against the from-scratch regime below.",
+    ),
+    methods=_methods("Synthetic", *EFFNETLITE0_NAMES),
+    families={
+        "rcnn": "Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)",
+        "retinanet": "RetinaNet / ATSS (EfficientNet-Lite0-FPN, pretrained)",
+    },
+    schedule=Schedule(600, 100, (480, 560)),
+    iters=600,
+    eval_period=100,
+    seeds=3,
+    train_dataset="synthetic_train",
+    test_dataset="synthetic_val",
+    test_images=200,
+    quick_train="synthetic_mini_train",
+    quick_test="synthetic_mini_val",
+    quick_methods=("faster_rcnn", "atss"),
+    json_name="benchmarks_synthetic_pretrained.json",
+    image_prefix="benchmarks_synthetic_pretrained_",
+    estimate=PRETRAINED_ESTIMATE,
+)
+
+# Controls (opt-in, --controls): runs that answer "why" when a method does not beat its
+# baseline. Not methods: each changes one setting of a suite config and is compared with the
+# suite run named by "compare" at the same seed(s).
+CONTROLS = (
+    dict(
+        key="faster_rcnn_64",
+        label="Faster R-CNN, random sampling, 64 RoIs / image",
+        config="Synthetic/faster_rcnn_tiny_FPN_demo.yaml",
+        opts=["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 64],
+        compare="ohem",
+        question="Is OHEM (paper) behind because it trains on 64 RoIs per image, not 128? The "
+        "paper's own comparison: random sampling and OHEM both at B/N = 64.",
+    ),
+    dict(
+        key="retinanet_gn",
+        label="RetinaNet, GroupNorm in the head",
+        config="Synthetic/retinanet_tiny_FPN.yaml",
+        opts=["MODEL.RETINANET.NORM", "GN"],
+        compare="retinanet",
+        question="How much of the ATSS detector's lead is its GroupNorm head rather than its "
+        "assignment? Detectron2's RetinaNet head has no normalisation.",
+    ),
+)
+
+# The from-scratch budget: 21 synthetic runs (7 configs x 3 seeds) had to finish, with their
+# evaluations, the coco_tiny rows and the speed scripts, within 2 hours on 2 CPU cores. Measured
+# with 2 runs at a time, 1 thread each: ~1.2 s / iteration for the Faster R-CNN configs, ~0.8 s
+# for RetinaNet / ATSS, ~15-20 s per evaluation of synthetic_val. 600 iterations would take
+# ~3 h; 400 iterations (schedule rescaled: warm-up 67, decays at 320 and 373) with evaluations
+# every 100 fit in ~1 h 45 min.
+SUITE_ITERS, SUITE_JOBS = 400, 2
+
+SYNTHETIC_SCRATCH = Regime(
+    name="synthetic-scratch",
+    title="Synthetic dataset, TinyNet-FPN from scratch",
+    summary="TinyNet-FPN, from scratch (configs/Synthetic/*_tiny_FPN*)",
+    data="synthetic: 1000 train / 200 val images, 5 classes",
+    accuracy_title="Accuracy on the synthetic dataset",
+    intro=(
+        "The suite's first regime: TinyNet-FPN detectors trained from random weights, 400 "
+        "iterations (the configs' 600-iteration schedule rescaled to fit 2 hours), with the "
+        "opt-in control runs, one coco_tiny row per method and the per-component speed "
+        "scripts.",
+    ),
+    methods=_methods(
+        "Synthetic",
+        "faster_rcnn_tiny_FPN_demo",
+        "faster_rcnn_tiny_FPN",
+        "retinanet_tiny_FPN",
+        "atss_tiny_FPN",
+    ),
+    families={"rcnn": "Faster R-CNN (TinyNet-FPN)", "retinanet": "RetinaNet / ATSS (TinyNet-FPN)"},
+    schedule=Schedule(600, 100, (480, 560)),
+    iters=SUITE_ITERS,
+    eval_period=100,
+    seeds=3,
+    train_dataset="synthetic_train",
+    test_dataset="synthetic_val",
+    test_images=200,
+    quick_train="synthetic_mini_train",
+    quick_test="synthetic_mini_val",
+    quick_methods=(
+        "faster_rcnn",
+        "ohem",
+        "ohem_mmdet",
+        "iou_balanced",
+        "retinanet",
+        "retinanet_atss",
+        "atss",
+    ),
+    json_name="benchmarks.json",
+    image_prefix="benchmarks_",
+    estimate=Estimate(
+        s_per_iter=(0.8, 1.2),
+        eval_s_per_image=0.08,
+        eval_overhead_s=3.0,
+        startup_s=20.0,
+        note="0.8-1.2 s per training iteration (RetinaNet / Faster R-CNN, measured), "
+        "15-20 s per evaluation of the 200 test images",
+    ),
+    controls=CONTROLS,
+    coco_tiny=True,
+    speed_benches=True,
+)
+
+# Report order: BCCD first (the default), the from-scratch regime last.
+REGIMES = {r.name: r for r in (BCCD, SYNTHETIC_PRETRAINED, SYNTHETIC_SCRATCH)}
+DEFAULT_REGIME = "bccd"
+
+
+def schedule_opts(schedule, iters, quick):
+    """Overrides for an ``iters``-iteration schedule of the same shape as the configs'."""
+    if quick:
+        return ["SOLVER.MAX_ITER", iters, "SOLVER.WARMUP_ITERS", 0, "SOLVER.STEPS", "()"]
+    if iters == schedule.iters:
+        return []  # the configs' own schedule, untouched
+    scale = iters / schedule.iters
+    steps = tuple(max(1, round(s * scale)) for s in schedule.steps)
+    return [
+        "SOLVER.MAX_ITER",
+        iters,
+        "SOLVER.WARMUP_ITERS",
+        max(0, round(schedule.warmup * scale)),
+        "SOLVER.STEPS",
+        "(" + ",".join(map(str, steps)) + ",)",
+    ]
+
+
+def num_evaluations(iters, eval_period):
+    """Periodic evaluations of a run (the one at the last iteration is the final one)."""
+    if not eval_period:
+        return 1
+    return max(1, math.ceil(iters / eval_period))
+
+
+def estimate_s(regime, iters=None, seeds=None, jobs=SUITE_JOBS, n_methods=None):
+    """
+    Expected wall time of a regime's training runs, (low, high) seconds: every run's training
+    iterations, evaluations and start-up (``regime.estimate``), summed and divided by the runs
+    at a time. Defaults: the regime's iterations, seeds and methods.
+    """
+    iters = regime.iters if iters is None else iters
+    n_runs = (len(regime.methods) if n_methods is None else n_methods) * (
+        regime.seeds if seeds is None else seeds
+    )
+    est = regime.estimate
+    per_eval = regime.test_images * est.eval_s_per_image + est.eval_overhead_s
+    fixed = num_evaluations(iters, regime.eval_period) * per_eval + est.startup_s
+    return tuple(n_runs * (iters * s + fixed) / jobs for s in est.s_per_iter)

@@ -1,0 +1,70 @@
+"""
+Statistics over a regime's runs: mean ± std over seeds, each method's delta against its
+baseline paired by seed, the verdict, the iteration-time ratio. Works on partial results (an
+interrupted suite): a method without runs gets empty statistics, a delta uses the seeds that
+both the method and its baseline have.
+"""
+
+import statistics
+
+from .regimes import METRICS
+
+
+def mean_std(xs):
+    """(mean, sample std) of the values that are not None; (None, None) if none; std 0 for one."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _median_time(rs):
+    return statistics.median([r["iter_time_s"] for r in rs if r["iter_time_s"]] or [float("nan")])
+
+
+def summarize(results):
+    """
+    Per method of ``results["methods"]``: ``n`` (runs), mean/std of each metric, the median
+    iteration time, the peak RSS (max over seeds; None without runs) and, when its baseline has
+    runs, ``delta_<metric>`` (mean/std over seeds of method minus baseline, same seed) and
+    ``time_ratio`` (median iteration time over the baseline's).
+    """
+    runs = results["runs"]
+    out = {}
+    for m in results["methods"]:
+        rs = runs.get(m["key"], [])
+        row = {"n": len(rs)}
+        for k in METRICS:
+            row[k] = mean_std([r["metrics"][k] for r in rs])
+        row["iter_time_s"] = _median_time(rs)
+        row["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rs), default=None)
+        b = m["baseline"]
+        if b and runs.get(b):
+            base_by_seed = {r["seed"]: r for r in runs[b]}
+            for k in METRICS:
+                diffs = [
+                    r["metrics"][k] - base_by_seed[r["seed"]]["metrics"][k]
+                    for r in rs
+                    if r["seed"] in base_by_seed
+                    and r["metrics"][k] is not None
+                    and base_by_seed[r["seed"]]["metrics"][k] is not None
+                ]
+                row["delta_" + k] = mean_std(diffs)
+            bt = _median_time(runs[b])
+            row["time_ratio"] = row["iter_time_s"] / bt if bt else None
+        out[m["key"]] = row
+    return out
+
+
+def verdict(delta):
+    """Paired AP difference against the spread of that difference over seeds."""
+    m, s = delta if delta else (None, None)
+    if m is None:
+        return "-"
+    if s == 0.0:
+        return "better (1 seed)" if m > 0 else "not better (1 seed)"
+    if m > s:
+        return "better"
+    if m < -s:
+        return "worse"
+    return "within noise"
