@@ -1,9 +1,8 @@
 """
-What Detectron2's engine lacks, and nothing else: atomic checkpoints (and the ``--eval-only``
-weight check), ``torchrun`` and CPU
-(gloo) workers, strict config overrides, one setup path for ``train_net.py`` (with the class-count
-check and user errors without tracebacks); ``Trainer`` and
-the LazyConfig ``do_train`` are Detectron2's with those pieces plugged in.
+What Detectron2's engine lacks, and nothing else: atomic checkpoints and the ``--eval-only``
+weight check, ``torchrun`` and CPU (gloo) workers, strict config overrides, one setup path for
+``train_net.py`` (with the class-count check and user errors without tracebacks); ``Trainer``
+and the LazyConfig ``do_train`` are Detectron2's with those pieces plugged in.
 """
 
 from .checkpoint import AtomicCheckpointer, atomic_write, load_eval_weights, resumable_checkpoint
