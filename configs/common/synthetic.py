@@ -6,11 +6,10 @@ from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BasicStem, ResNet
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
-from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from d2_sampling.data import SYNTHETIC_CLASSES
 from d2_sampling.modeling import TinyNet
+from d2_sampling.solver import multistep_lr_multiplier
 
 from .data import coco_dataloader
 
@@ -38,15 +37,17 @@ dataloader.test.num_workers = 1
 optimizer = model_zoo.get_config("common/optim.py").SGD
 optimizer.lr = 0.02
 
-MAX_ITER = 600
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[480, 560, MAX_ITER]),
-    warmup_length=100 / MAX_ITER,
-    warmup_factor=0.001,
+
+# As SOLVER.STEPS / WARMUP_ITERS / MAX_ITER of the yaml twins. max_iter follows train.max_iter
+# (interpolated when instantiated), so `train.max_iter=N` keeps the steps and the warm-up at the
+# same iterations, as `SOLVER.MAX_ITER N` does: a schedule written as fractions of max_iter
+# would move them.
+lr_multiplier = L(multistep_lr_multiplier)(
+    max_iter="${train.max_iter}", steps=[480, 560], warmup_iters=100, warmup_factor=0.001
 )
 
 train = model_zoo.get_config("common/train.py").train
-train.update(max_iter=MAX_ITER, eval_period=0, log_period=20, init_checkpoint="", seed=-1)
+train.update(max_iter=600, eval_period=0, log_period=20, init_checkpoint="", seed=-1)
 train.checkpointer.period = 500
 
 
@@ -130,6 +131,5 @@ def quick_schedule(dataloader, train, lr_multiplier, optimizer):
     dataloader.test.num_workers = 0
     train.max_iter = 4
     train.checkpointer.period = 2
-    # Constant learning rate, as the yaml twins' empty SOLVER.STEPS.
-    lr_multiplier.scheduler = L(MultiStepParamScheduler)(values=[1.0], milestones=[], num_updates=1)
-    lr_multiplier.warmup_length = 0.0
+    # As the yaml twins' SOLVER.STEPS () and WARMUP_ITERS 0: a constant learning rate.
+    lr_multiplier.update(steps=[], warmup_iters=0)
