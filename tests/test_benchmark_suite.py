@@ -8,7 +8,6 @@ exactly. Structure only, never accuracy.
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -45,10 +44,7 @@ RUN_KEYS = {
 
 
 def _suite_lib():
-    """benchmarks/suite_lib, imported as suite.py imports it (benchmarks/ on the path)."""
-    path = str(REPO / "benchmarks")
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    """benchmarks/suite_lib, imported as suite.py imports it (benchmarks/ is on pythonpath)."""
     import suite_lib.errors
     import suite_lib.markdown
     import suite_lib.regimes
