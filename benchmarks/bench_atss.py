@@ -4,16 +4,21 @@ ATSS benchmarks, everything measured side by side in one run on the CPU:
 
 1. ``ATSSMatcher`` against a faithful re-implementation of MMDetection's ``ATSSAssigner``
    (``d2_sampling.references.atss.mmdet_atss_assign``): median wall time per image, ratio,
-   and whether the assignments are identical. Anchors are Detectron2's for an 800 x 1216
-   input over P3-P7: 20,267 (one 8S anchor per location, the ATSS detector) or 182,403
+   and whether the assignments are identical; ours on its grid path (the anchors' grid given,
+   as the meta-architectures do) and on its general path (any anchors). Both are given the
+   anchors as ``ATSSMatcher.prepare_anchors`` makes them once per batch (concatenated, centers),
+   as the reference is given them concatenated; the preparation's own time is a column.
+   Anchors are Detectron2's for an 800 x 1216 input over P3-P7: 20,267 (one 8S anchor per
+   location, the ATSS detector) or 182,403
    (RetinaNet's 9 per location; the matcher then takes k x 9 candidates per level, the
    reference topk = 81; the "k=9 flat" rows use topk = 9 for both, MMDetection's own
    setting). GT boxes are random, log-uniform sizes 6-600 px.
 2. Peak extra memory of one call (each in a fresh subprocess: VmHWM - VmRSS before the call,
    after resetting the high-water mark; glibc's mmap threshold is pinned so freed buffers go
    back to the OS at once).
-3. Training iteration time (forward + backward + SGD step) of the tiny synthetic ATSS and
-   RetinaNet configs, same backbone, same fixed batch and input size, iterations interleaved.
+3. Training iteration time (forward + backward + SGD step) of the tiny synthetic ATSS,
+   RetinaNet+ATSS and RetinaNet configs, same backbone, same fixed batch and input size,
+   iterations interleaved; the two ATSS models also with the grid path switched off.
 
     python benchmarks/bench_atss.py [--quick] [--json out.json] [--threads 1]
 
@@ -33,7 +38,7 @@ import torch
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.structures import Boxes
 
-from d2_sampling.modeling import ATSSMatcher
+from d2_sampling.modeling import ATSSMatcher, anchor_grid
 from d2_sampling.references.atss import boundary_tied_gts, mmdet_atss_assign
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +60,10 @@ MEMORY_CASES = ("20k x 7", "20k x 200", "182k x 200", "quick 18k x 5")
 
 
 def make_anchors(h, w, per_location):
-    """Detectron2's anchors over P3-P7 (per_location 1: ATSS 8S; 9 or 0: RetinaNet's 9)."""
+    """
+    Detectron2's anchors over P3-P7 (per_location 1: ATSS 8S; 9 or 0: RetinaNet's 9), and
+    their grid.
+    """
     if per_location == 1:
         sizes, ratios = [[8 * s] for s in STRIDES], [1.0]
     else:
@@ -63,7 +71,7 @@ def make_anchors(h, w, per_location):
         ratios = [0.5, 1.0, 2.0]
     gen = DefaultAnchorGenerator(sizes=sizes, aspect_ratios=ratios, strides=STRIDES, offset=0.0)
     feats = [torch.zeros(1, 1, (h + s - 1) // s, (w + s - 1) // s) for s in STRIDES]
-    return gen(feats)
+    return gen(feats), anchor_grid(gen, feats)
 
 
 def make_gt(num, h, w, seed):
@@ -84,20 +92,32 @@ def make_gt(num, h, w, seed):
 
 def setup_case(case, seed=0):
     name, h, w, per_loc, num_gt, k = case
-    anchors = make_anchors(h, w, per_loc)
+    anchors, grid = make_anchors(h, w, per_loc)
     gt = make_gt(num_gt, h, w, seed)
     a = max(per_loc, 1)  # "flat" cases (0): 9 anchors per location taken as 1, MMDetection's k
     matcher = ATSSMatcher(k)
-    flat = Boxes.cat(anchors).tensor
+    # The "flat" cases' grid has 9 anchors per location, which that A = 1 does not describe:
+    # they take the general path only.
+    with_grid = matcher.prepare_anchors(anchors, a, grid if per_loc else None)
+    general = matcher.prepare_anchors(anchors, a)
+    flat = general.tensor
     sizes = [len(x) for x in anchors]
+    gt_boxes = Boxes(gt)
 
     def ours():
-        return matcher(Boxes(gt), anchors, a)
+        return matcher(gt_boxes, with_grid)
+
+    def ours_general():
+        return matcher(gt_boxes, general)
+
+    def prepare():
+        return matcher.prepare_anchors(anchors, a, grid if per_loc else None)
 
     def ref():
         return mmdet_atss_assign(gt, flat, sizes, k * a)
 
-    return ours, ref, matcher, (gt, anchors, flat, sizes, k * a)
+    impls = dict(ours=ours, general=ours_general, ref=ref, prepare=prepare)
+    return impls, matcher, (gt, anchors, flat, sizes, k * a, with_grid.plans is not None)
 
 
 def compare(ours_out, ref_out, tied):
@@ -143,10 +163,8 @@ def memory_worker(case_json, impl):
     import gc
 
     case = tuple(json.loads(case_json))
-    ours, ref, _, _ = setup_case(case)
-    fn = ours if impl == "ours" else ref
-    small = setup_case(("warm", 64, 64, max(case[3], 1), 2, 2))
-    (small[0] if impl == "ours" else small[1])()  # load kernels, warm allocator
+    fn = setup_case(case)[0][impl]
+    setup_case(("warm", 64, 64, max(case[3], 1), 2, 2))[0][impl]()  # load kernels, warm up
     gc.collect()
     before = _rss_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
@@ -169,7 +187,10 @@ def measure_memory(case, impl, threads):
 
 
 def bench_training(quick, threads):
-    """ms per training iteration of the tiny synthetic ATSS and RetinaNet, interleaved."""
+    """
+    ms per training iteration of the tiny synthetic ATSS, RetinaNet+ATSS and RetinaNet, and of
+    the two ATSS models with the grid path off (their matcher given no grid), interleaved.
+    """
     from detectron2.data import DatasetCatalog, DatasetMapper
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
@@ -178,6 +199,8 @@ def bench_training(quick, threads):
     import d2_sampling  # noqa: F401
     from d2_sampling.data import prepare_datasets
     from d2_sampling.engine.setup import load_yacs_config
+    from d2_sampling.modeling.meta_arch import atss as atss_module
+    from d2_sampling.modeling.meta_arch import retinanet_atss as retinanet_atss_module
 
     prepare_datasets(["synthetic_mini_train"])
     common = [
@@ -188,14 +211,17 @@ def bench_training(quick, threads):
         "INPUT.MAX_SIZE_TRAIN",
         "448",
     ]
+    files = {
+        "ATSS": "atss_tiny_FPN.yaml",
+        "RetinaNet+ATSS": "retinanet_tiny_FPN_atss.yaml",
+        "RetinaNet": "retinanet_tiny_FPN.yaml",
+    }
     cfgs = {
-        "ATSS": load_yacs_config(str(REPO / "configs/Synthetic/atss_tiny_FPN.yaml"), common),
-        "RetinaNet": load_yacs_config(
-            str(REPO / "configs/Synthetic/retinanet_tiny_FPN.yaml"), common
-        ),
+        name: load_yacs_config(str(REPO / "configs/Synthetic" / f), common)
+        for name, f in files.items()
     }
     batch_size = cfgs["ATSS"].SOLVER.IMS_PER_BATCH
-    assert batch_size == cfgs["RetinaNet"].SOLVER.IMS_PER_BATCH
+    assert all(c.SOLVER.IMS_PER_BATCH == batch_size for c in cfgs.values())
     dicts = [d for d in DatasetCatalog.get("synthetic_mini_train") if d["annotations"]][:batch_size]
     torch.manual_seed(0)
     mapper = DatasetMapper(cfgs["ATSS"], is_train=True)
@@ -207,11 +233,23 @@ def bench_training(quick, threads):
         torch.manual_seed(0)
         model = build_model(cfg)
         model.train()
-        runs[name] = (model, build_optimizer(cfg, model))
+        runs[name] = (model, build_optimizer(cfg, model), True)
+        if name != "RetinaNet":  # the same model, trained with the grid path off
+            torch.manual_seed(0)
+            model = build_model(cfg)
+            model.train()
+            runs[name + " (general)"] = (model, build_optimizer(cfg, model), False)
+
+    real_grid = atss_module.anchor_grid
 
     def step(name):
-        model, opt = runs[name]
-        losses = model(batch)
+        model, opt, use_grid = runs[name]
+        grid_fn = real_grid if use_grid else (lambda *args: None)
+        atss_module.anchor_grid = retinanet_atss_module.anchor_grid = grid_fn
+        try:
+            losses = model(batch)
+        finally:
+            atss_module.anchor_grid = retinanet_atss_module.anchor_grid = real_grid
         loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
@@ -231,9 +269,13 @@ def bench_training(quick, threads):
         "batch_size": batch_size,
         "image_shapes": [list(s) for s in shapes],
         "iterations": iters,
+        "ms": med,
         "atss_ms": med["ATSS"],
         "retinanet_ms": med["RetinaNet"],
         "ratio": med["ATSS"] / med["RetinaNet"],
+        "grid_over_general": {
+            name: med[name] / med[name + " (general)"] for name in ("ATSS", "RetinaNet+ATSS")
+        },
     }
 
 
@@ -252,31 +294,43 @@ def main(argv=None):
     cases = QUICK_CASES if args.quick else CASES
     rows = []
     for case in cases:
-        ours, ref, matcher, (gt, anchors, flat, sizes, k) = setup_case(case)
-        identical, ndiff, ntied = compare(ours(), ref(), boundary_tied_gts(gt, flat, sizes, k))
+        impls, matcher, (gt, anchors, flat, sizes, k, on_grid) = setup_case(case)
+        tied = boundary_tied_gts(gt, flat, sizes, k)
+        reference = impls["ref"]()
+        identical, ndiff, ntied = compare(impls["ours"](), reference, tied)
+        identical_general, _, _ = compare(impls["general"](), reference, tied)
+        grid_equals_general = all(
+            torch.equal(x, y) for x, y in zip(impls["ours"](), impls["general"]())
+        )
         reps_ours = 1 if args.quick else 15
         reps_ref = 1 if args.quick else (5 if len(flat) * len(gt) > 5e6 else 11)
-        # Interleave the two so that load on the shared CPU hits both alike.
-        t_ours, t_ref = [], []
+        # Interleave them so that load on the shared CPU hits all alike.
+        t = {name: [] for name in impls}
         for _ in range(1 if args.quick else 3):
-            t_ours.append(median_ms(ours, max(1, reps_ours // 3)))
-            t_ref.append(median_ms(ref, max(1, reps_ref // 3)))
+            for name, fn in impls.items():
+                reps = reps_ref if name == "ref" else reps_ours
+                t[name].append(median_ms(fn, max(1, reps // 3)))
         row = {
             "case": case[0],
             "anchors": len(flat),
             "gt": len(gt),
             "anchors_per_location": max(case[3], 1),
             "topk_per_level": k,
-            "ours_ms": statistics.median(t_ours),
-            "reference_ms": statistics.median(t_ref),
-            "identical": identical,
+            "grid_path": on_grid,
+            "ours_ms": statistics.median(t["ours"]),
+            "general_ms": statistics.median(t["general"]),
+            "prepare_ms": statistics.median(t["prepare"]),
+            "reference_ms": statistics.median(t["ref"]),
+            "identical": identical and identical_general and grid_equals_general,
+            "grid_equals_general": grid_equals_general,
             "differing_anchors": ndiff,
             "boundary_tied_gts": ntied,
         }
         row["speedup"] = row["reference_ms"] / row["ours_ms"]
+        row["speedup_general"] = row["reference_ms"] / row["general_ms"]
         if not args.no_memory and case[0] in MEMORY_CASES:
-            row["ours_peak_mb"] = measure_memory(case, "ours", args.threads)
-            row["reference_peak_mb"] = measure_memory(case, "ref", args.threads)
+            for impl, key in [("ours", "ours"), ("general", "general"), ("ref", "reference")]:
+                row[f"{key}_peak_mb"] = measure_memory(case, impl, args.threads)
             row["memory_ratio"] = row["ours_peak_mb"] / max(row["reference_peak_mb"], 1e-9)
         rows.append(row)
         print(f"  {row['case']}: done", file=sys.stderr, flush=True)
@@ -285,26 +339,31 @@ def main(argv=None):
 
     print(
         f"ATSS matcher vs MMDetection's algorithm (torch {torch.__version__}, "
-        f"{args.threads} thread(s), CPU); medians"
+        f"{args.threads} thread(s), CPU); medians. grid / general: our two paths; "
+        "prepare: once per batch"
     )
     header = (
-        f"{'case':<22}{'anchors':>9}{'GT':>5}{'ours ms':>10}{'ref ms':>10}{'speedup':>9}"
-        f"{'ours MB':>9}{'ref MB':>9}{'mem':>7}  identical"
+        f"{'case':<22}{'anchors':>8}{'GT':>5}{'grid ms':>9}{'gen ms':>9}{'ref ms':>10}"
+        f"{'grid x':>8}{'gen x':>7}{'prep ms':>8}{'grid MB':>8}{'gen MB':>7}{'ref MB':>8}"
+        "  identical"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         mem = (
-            f"{r['ours_peak_mb']:>9.1f}{r['reference_peak_mb']:>9.1f}{r['memory_ratio']:>7.3f}"
+            f"{r['ours_peak_mb']:>8.1f}{r['general_peak_mb']:>7.1f}{r['reference_peak_mb']:>8.1f}"
             if "ours_peak_mb" in r
-            else f"{'-':>9}{'-':>9}{'-':>7}"
+            else f"{'-':>8}{'-':>7}{'-':>8}"
         )
         ident = "yes" if r["identical"] else "NO"
         if r["differing_anchors"]:
             ident += f" ({r['differing_anchors']} anchors of {r['boundary_tied_gts']} tied GTs)"
+        grid_ms = f"{r['ours_ms']:>9.2f}" if r["grid_path"] else f"{'-':>9}"
+        grid_x = f"{r['speedup']:>7.1f}x" if r["grid_path"] else f"{'-':>8}"
         print(
-            f"{r['case']:<22}{r['anchors']:>9}{r['gt']:>5}{r['ours_ms']:>10.2f}"
-            f"{r['reference_ms']:>10.2f}{r['speedup']:>8.1f}x{mem}  {ident}"
+            f"{r['case']:<22}{r['anchors']:>8}{r['gt']:>5}{grid_ms}{r['general_ms']:>9.2f}"
+            f"{r['reference_ms']:>10.2f}{grid_x}{r['speedup_general']:>6.1f}x"
+            f"{r['prepare_ms']:>8.2f}{mem}  {ident}"
         )
     print()
     print(
@@ -312,9 +371,11 @@ def main(argv=None):
         f"{train['batch_size']}, images {train['image_shapes']}, {train['iterations']} "
         f"iterations each, medians"
     )
-    print(f"  ATSS      {train['atss_ms']:8.1f} ms")
-    print(f"  RetinaNet {train['retinanet_ms']:8.1f} ms")
-    print(f"  ratio     {train['ratio']:8.3f}")
+    for name, ms in train["ms"].items():
+        print(f"  {name:<26}{ms:8.1f} ms")
+    print(f"  ATSS / RetinaNet          {train['ratio']:8.3f}")
+    for name, ratio in train["grid_over_general"].items():
+        print(f"  {(name + ' grid / general'):<26}{ratio:8.3f}")
     result = {
         "matcher": rows,
         "training": train,

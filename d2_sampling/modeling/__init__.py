@@ -5,7 +5,8 @@ Pure algorithms (no nn.Module, no cfg) live in their own files and are re-export
 Detectron2 wrappers live in ``roi_heads/`` and ``meta_arch/``, backbones in ``backbone/``.
 """
 
-from .atss_matcher import ATSSCandidates, ATSSMatcher
+from .atss_grid import AnchorGridLevel, anchor_grid
+from .atss_matcher import ATSSAnchors, ATSSCandidates, ATSSMatcher
 from .backbone import TinyNet
 from .hard_example_mining import select_hard_examples
 from .iou_balanced_sampling import (
@@ -21,6 +22,9 @@ __all__ = [
     # ATSS
     "ATSSCandidates",
     "ATSSMatcher",
+    "ATSSAnchors",
+    "AnchorGridLevel",
+    "anchor_grid",
     "ATSS",
     "ATSSHead",
     "RetinaNetATSS",

@@ -10,14 +10,18 @@ synchronisation. Semantics against the paper, the authors' code and MMDetection 
 precision, memory, edge cases): docs/atss.md.
 """
 
+import math
 import numbers
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from detectron2.structures import Boxes
 
-__all__ = ["ATSSMatcher", "ATSSCandidates"]
+from .atss_grid import AnchorGridLevel, GridPlan, PackedRows
+
+__all__ = ["ATSSMatcher", "ATSSCandidates", "ATSSAnchors"]
 
 # Integer type with the bit width of each float type whose non-negative values can be ranked
 # through their bit patterns (see _nearest_k). float64 has no room left for an index.
@@ -40,6 +44,9 @@ class ATSSCandidates:
         is_positive (Tensor): (G, C) bool, IoU ``>=`` threshold and center inside the GT by
             more than the margin.
         level_sizes (list[int]): number of anchors ``R_l`` on each level.
+        fallback (Tensor or None): (G, L) bool on the grid path: the (GT, level) pairs whose
+            windows the guard could not prove, whose candidates came from the general path.
+            None on the general path.
     """
 
     indices: torch.Tensor
@@ -47,10 +54,38 @@ class ATSSCandidates:
     thresholds: torch.Tensor
     is_positive: torch.Tensor
     level_sizes: List[int]
+    fallback: Optional[torch.Tensor] = None
 
     @property
     def num_anchors(self) -> int:
         return int(sum(self.level_sizes))
+
+
+@dataclass
+class ATSSAnchors:
+    """
+    The anchors of one batch as the matcher uses them, made once by
+    :meth:`ATSSMatcher.prepare_anchors` and passed for every image in place of the list.
+
+    Attributes:
+        tensor (Tensor): (R, 4) every level's anchors, concatenated.
+        level_sizes (list[int]): ``R_l`` per level.
+        level_k (list[int]): ``topk * A_l`` per level.
+        centers (Tensor): (R, 2) their centers, ``(x0 + x1) / 2`` and ``(y0 + y1) / 2``.
+        packed_boxes, packed_centers (PackedRows): fast row gathers of ``tensor``, ``centers``.
+        plans (tuple[GridPlan, GridPlan] or None): the grid path's two passes (windows of
+            ``ceil(sqrt(k)) + 1`` and 2 more cells); None: the general path.
+    """
+
+    tensor: torch.Tensor
+    level_sizes: List[int]
+    level_k: List[int]
+    centers: torch.Tensor
+    plans: Optional[Tuple[GridPlan, GridPlan]]
+
+    def __post_init__(self):
+        self.packed_boxes = PackedRows(self.tensor)
+        self.packed_centers = PackedRows(self.centers)
 
 
 class ATSSMatcher:
@@ -68,7 +103,14 @@ class ATSSMatcher:
         matcher = ATSSMatcher(topk=9)
         anchors = anchor_generator(features)  # list[Boxes], one per level
         matches, match_labels = matcher(gt_boxes, anchors, anchor_generator.num_cell_anchors)
+
+    Given the anchors' grid (:func:`~d2_sampling.modeling.atss_grid.anchor_grid`), the
+    candidates come from a window of cells around each GT center (the grid path), with the
+    same results bit for bit; for many images, prepare the anchors once
+    (:meth:`prepare_anchors`) and pass the result instead of the list.
     """
+
+    _MAX_PLANS = 64  # grid plans kept (one per distinct grid: input sizes vary per batch)
 
     def __init__(
         self, topk: int = 9, *, center_margin: float = 0.01, max_chunk_elements: int = 1 << 20
@@ -99,6 +141,7 @@ class ATSSMatcher:
         self.topk = topk
         self.center_margin = float(center_margin)
         self.max_chunk_elements = max_chunk_elements
+        self._plans = OrderedDict()
 
     def __repr__(self):
         return f"ATSSMatcher(topk={self.topk}, center_margin={self.center_margin})"
@@ -106,18 +149,22 @@ class ATSSMatcher:
     def __call__(
         self,
         gt_boxes: Boxes,
-        anchors: Union[Sequence[Boxes], Boxes],
+        anchors: Union[Sequence[Boxes], Boxes, ATSSAnchors],
         anchors_per_location: Union[int, Sequence[int]] = 1,
+        grid: Optional[Sequence[AnchorGridLevel]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             gt_boxes (Boxes): (G, 4) ground-truth boxes of one image, XYXY absolute.
             anchors (list[Boxes]): one ``Boxes`` (R_l, 4) per pyramid level, in the order the
-                anchor generator returns them (a single ``Boxes`` is one level).
+                anchor generator returns them (a single ``Boxes`` is one level); or what
+                :meth:`prepare_anchors` made of them (then leave the next two arguments out).
             anchors_per_location (int or list[int]): ``A``, the anchors the generator puts at
                 each location (``anchor_generator.num_cell_anchors``: one per level, or one int
                 for all levels); ``topk * A_l`` candidates are taken on level ``l``, as in the
                 authors' code. 1 for the ATSS detector, 9 for RetinaNet's anchors.
+            grid (list[AnchorGridLevel] or None): the levels' grids, when the anchors are
+                Detectron2's grid anchors; None: the general path, for any anchors.
 
         Returns:
             matches (Tensor): (R,) int64, R = sum_l R_l; for a foreground anchor the index of
@@ -127,16 +174,86 @@ class ATSSMatcher:
                 ignores nothing).
 
         Raises:
-            ValueError: ``anchors_per_location`` not positive, or not one per level.
+            ValueError: ``anchors_per_location`` not positive, or not one per level; ``grid``
+                not one level per anchor level, or not the size of its level's anchors.
         """
-        return self.assign(self.select_candidates(gt_boxes, anchors, anchors_per_location))
+        return self.assign(self.select_candidates(gt_boxes, anchors, anchors_per_location, grid))
+
+    def prepare_anchors(
+        self,
+        anchors: Union[Sequence[Boxes], Boxes],
+        anchors_per_location: Union[int, Sequence[int]] = 1,
+        grid: Optional[Sequence[AnchorGridLevel]] = None,
+    ) -> ATSSAnchors:
+        """
+        The anchors concatenated once, their arguments checked and the grid path's plan made
+        (or taken from the cache): pass the result for each image of a batch.
+
+        The grid path is taken when ``grid`` is given, the anchors are float32, every level has
+        anchors and all levels have the same ``A``; otherwise the general path.
+        Same arguments and errors as ``__call__``.
+        """
+        if isinstance(anchors, Boxes):
+            anchors = [anchors]
+        level_sizes = [len(a) for a in anchors]
+        level_k = self._candidates_per_level(anchors_per_location, len(level_sizes))
+        if anchors:
+            tensor = torch.cat([a.tensor for a in anchors])
+        else:
+            tensor = torch.zeros((0, 4))
+        plans = None
+        if grid is not None:
+            grid = list(grid)
+            per_level_a = [k // self.topk for k in level_k]
+            if len(grid) != len(level_sizes):
+                raise ValueError(
+                    f"ATSSMatcher: grid has {len(grid)} levels, the anchors {len(level_sizes)}"
+                )
+            for lvl, (g, size, a) in enumerate(zip(grid, level_sizes, per_level_a)):
+                if not isinstance(g, AnchorGridLevel) or g.height * g.width * a != size:
+                    raise ValueError(
+                        f"ATSSMatcher: grid level {lvl} ({g!r}) does not hold that level's "
+                        f"{size} anchors ({a} per location)"
+                    )
+            if (
+                tensor.dtype == torch.float32
+                and tensor.device.type != "mps"  # the plan's bounds are float64
+                and len(set(per_level_a)) == 1
+                and all(size > 0 for size in level_sizes)
+            ):
+                window = math.isqrt(self.topk - 1) + 2  # ceil(sqrt(k)) + 1
+                plans = tuple(
+                    self._plan(tuple(grid), per_level_a[0], tensor.device, w)
+                    for w in (window, window + 2)
+                )
+        # Centers as (x0 + x1) / 2, exactly as the references compute them, so that rankings
+        # agree bit for bit.
+        centers = torch.stack(
+            [(tensor[:, 0] + tensor[:, 2]) / 2.0, (tensor[:, 1] + tensor[:, 3]) / 2.0], dim=1
+        )
+        return ATSSAnchors(
+            tensor=tensor, level_sizes=level_sizes, level_k=level_k, centers=centers, plans=plans
+        )
+
+    def _plan(self, grid: tuple, anchors_per_location: int, device, window: int) -> GridPlan:
+        key = (grid, anchors_per_location, str(device), window)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = GridPlan(grid, anchors_per_location, self.topk, device, window)
+            self._plans[key] = plan
+            if len(self._plans) > self._MAX_PLANS:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
 
     @torch.no_grad()
     def select_candidates(
         self,
         gt_boxes: Boxes,
-        anchors: Union[Sequence[Boxes], Boxes],
+        anchors: Union[Sequence[Boxes], Boxes, ATSSAnchors],
         anchors_per_location: Union[int, Sequence[int]] = 1,
+        grid: Optional[Sequence[AnchorGridLevel]] = None,
     ) -> ATSSCandidates:
         """
         Steps 1-3: candidates, IoU thresholds and per-GT positives (before resolving anchors
@@ -145,63 +262,35 @@ class ATSSMatcher:
         Returns:
             ATSSCandidates
         """
-        if isinstance(anchors, Boxes):
-            anchors = [anchors]
-        level_sizes = [len(a) for a in anchors]
-        level_k = self._candidates_per_level(anchors_per_location, len(level_sizes))
+        if not isinstance(anchors, ATSSAnchors):
+            anchors = self.prepare_anchors(anchors, anchors_per_location, grid)
+        all_anchors, level_sizes, level_k = anchors.tensor, anchors.level_sizes, anchors.level_k
         gt = gt_boxes.tensor
         num_gt = gt.shape[0]
-        all_anchors = torch.cat([a.tensor for a in anchors]) if anchors else gt.new_zeros((0, 4))
         device, dtype = all_anchors.device, all_anchors.dtype
-        if all_anchors.shape[0] == 0:
+        num_cand = sum(min(k, size) for size, k in zip(level_sizes, level_k))
+        if all_anchors.shape[0] == 0 or num_gt == 0:
             return ATSSCandidates(
-                indices=torch.zeros((num_gt, 0), dtype=torch.int64, device=device),
-                ious=gt.new_zeros((num_gt, 0)),
+                indices=torch.zeros((num_gt, num_cand), dtype=torch.int64, device=device),
+                ious=all_anchors.new_zeros((num_gt, num_cand)),
                 thresholds=torch.zeros((num_gt,), dtype=_stat_dtype(device), device=device),
-                is_positive=torch.zeros((num_gt, 0), dtype=torch.bool, device=device),
+                is_positive=torch.zeros((num_gt, num_cand), dtype=torch.bool, device=device),
                 level_sizes=level_sizes,
             )
         gt = gt.to(dtype)
 
-        # Centers as (x0 + x1) / 2, exactly as the references compute them, so that rankings
-        # agree bit for bit.
-        anchor_cx = (all_anchors[:, 0] + all_anchors[:, 2]) / 2.0
-        anchor_cy = (all_anchors[:, 1] + all_anchors[:, 3]) / 2.0
         gt_cx = (gt[:, 0] + gt[:, 2]) / 2.0
         gt_cy = (gt[:, 1] + gt[:, 3]) / 2.0
+        fallback = None
+        if anchors.plans is not None:
+            indices, fallback = self._grid_nearest_k(anchors, gt_cx, gt_cy)
+        else:
+            indices = self._general_nearest_k(anchors, gt_cx, gt_cy)
 
-        candidates = []
-        start = 0
-        for size, k in zip(level_sizes, level_k):
-            if size > 0 and num_gt > 0:
-                idx = _nearest_k(
-                    anchor_cx[start : start + size],
-                    anchor_cy[start : start + size],
-                    gt_cx,
-                    gt_cy,
-                    min(k, size),
-                    self.max_chunk_elements,
-                )
-                candidates.append(idx + start)
-            start += size
-        if candidates:
-            indices = torch.cat(candidates, dim=1)  # (G, C)
-        else:  # no GT: still (0, C)
-            num_cand = sum(min(k, size) for size, k in zip(level_sizes, level_k))
-            indices = torch.zeros((num_gt, num_cand), dtype=torch.int64, device=device)
-
-        if num_gt == 0:
-            return ATSSCandidates(
-                indices=indices,
-                ious=all_anchors.new_zeros(indices.shape),
-                thresholds=torch.zeros((0,), dtype=_stat_dtype(device), device=device),
-                is_positive=torch.zeros(indices.shape, dtype=torch.bool, device=device),
-                level_sizes=level_sizes,
-            )
-        cand = all_anchors[indices]  # (G, C, 4)
+        flat = indices.view(-1)
+        cand = anchors.packed_boxes[flat].view(num_gt, -1, 4)  # (G, C, 4)
         ious = _iou_rowwise(cand, gt)  # (G, C)
 
-        num_cand = indices.shape[1]
         # The statistics in float64: with float32, the mean of equal IoUs can round above
         # their common value and drop every positive of that GT.
         ious64 = ious.to(_stat_dtype(device))
@@ -214,11 +303,8 @@ class ATSSMatcher:
         is_positive = ious64 >= thresholds[:, None]
 
         # Center strictly inside the GT, by more than the margin on all four sides.
-        cx, cy = anchor_cx[indices], anchor_cy[indices]
-        inside = torch.minimum(
-            torch.minimum(cx - gt[:, 0:1], cy - gt[:, 1:2]),
-            torch.minimum(gt[:, 2:3] - cx, gt[:, 3:4] - cy),
-        )
+        cxy = anchors.packed_centers[flat].view(num_gt, -1, 2)
+        inside = torch.minimum(cxy - gt[:, None, :2], gt[:, None, 2:] - cxy).amin(dim=2)
         is_positive &= inside > self.center_margin
         return ATSSCandidates(
             indices=indices,
@@ -226,7 +312,74 @@ class ATSSMatcher:
             thresholds=thresholds,
             is_positive=is_positive,
             level_sizes=level_sizes,
+            fallback=fallback,
         )
+
+    def _grid_nearest_k(self, anchors: ATSSAnchors, gt_cx, gt_cy):
+        """
+        The grid path: windows of cells for every GT and level; the pairs the guard cannot
+        prove get a wider window, then the general path. Waits for the device once (to learn
+        whether a pair is unproven), more only when one is.
+
+        Returns:
+            indices (Tensor): (G, C) int64; fallback (Tensor): (G, L) bool.
+        """
+        narrow, wide = anchors.plans
+        indices, unproven = narrow.nearest_k(anchors.packed_centers, gt_cx, gt_cy)
+        if not bool(unproven.any()):
+            return indices, unproven
+        rows = unproven.any(dim=1).nonzero().squeeze(1)
+        wide_indices, wide_unproven = wide.nearest_k(
+            anchors.packed_centers, gt_cx[rows], gt_cy[rows]
+        )
+        take = unproven[rows] & ~wide_unproven  # (G_r, L)
+        indices[rows] = torch.where(take[:, narrow.column_level], wide_indices, indices[rows])
+        fallback = torch.zeros_like(unproven)
+        fallback[rows] = unproven[rows] & wide_unproven
+        if bool(fallback.any()):
+            self._general_nearest_k(anchors, gt_cx, gt_cy, indices, fallback)
+        return indices, fallback
+
+    def _general_nearest_k(self, anchors, gt_cx, gt_cy, out=None, rows=None):
+        """
+        The general path: every anchor's distance to every GT center, level by level.
+
+        With ``out`` and ``rows`` ((G, L) bool), only the marked (GT, level) pairs are
+        computed, written into ``out``'s columns of that level (the grid path's fallback).
+
+        Returns:
+            Tensor: (G, C) int64 candidate indices (``out`` when given).
+        """
+        level_sizes, level_k = anchors.level_sizes, anchors.level_k
+        cols = []
+        start = col = 0
+        for lvl, (size, k) in enumerate(zip(level_sizes, level_k)):
+            k = min(k, size)
+            if size > 0:
+                anchor_cx = anchors.centers[start : start + size, 0]
+                anchor_cy = anchors.centers[start : start + size, 1]
+                if out is None:
+                    cols.append(
+                        _nearest_k(anchor_cx, anchor_cy, gt_cx, gt_cy, k, self.max_chunk_elements)
+                        + start
+                    )
+                else:
+                    which = rows[:, lvl].nonzero().squeeze(1)
+                    if which.numel():
+                        out[which, col : col + k] = (
+                            _nearest_k(
+                                anchor_cx,
+                                anchor_cy,
+                                gt_cx[which],
+                                gt_cy[which],
+                                k,
+                                self.max_chunk_elements,
+                            )
+                            + start
+                        )
+            start += size
+            col += k
+        return out if out is not None else torch.cat(cols, dim=1)
 
     @staticmethod
     @torch.no_grad()
@@ -248,16 +401,20 @@ class ATSSMatcher:
         flat = indices.reshape(-1)
         # Fixed shapes throughout (no nonzero, no boolean indexing): nothing waits for the
         # device. Non-positive entries take part as -inf IoU / GT index num_gt, which never win.
-        iou = torch.where(is_positive, candidates.ious, float("-inf"))
+        not_positive = ~is_positive
+        iou = candidates.ious.masked_fill(not_positive, float("-inf"))
         best = iou.new_full((num_anchors,), float("-inf"))
         best.scatter_reduce_(0, flat, iou.reshape(-1), reduce="amax")
-        wins = is_positive & (iou == best[indices])
-        gt_index = torch.arange(num_gt, device=device)[:, None].expand_as(indices)
-        claims = torch.where(wins, gt_index, num_gt)
+        loses = (iou != best.index_select(0, flat).view_as(iou)).logical_or_(not_positive)
+        claims = (
+            torch.arange(num_gt, device=device)[:, None]
+            .expand_as(indices)
+            .masked_fill(loses, num_gt)
+        )
         winner = torch.full((num_anchors,), num_gt, dtype=torch.int64, device=device)
         winner.scatter_reduce_(0, flat, claims.reshape(-1), reduce="amin")
         foreground = winner < num_gt
-        matches = torch.where(foreground, winner, 0)
+        matches = winner.masked_fill_(~foreground, 0)
         return matches, foreground.to(torch.int8)
 
     def _candidates_per_level(self, anchors_per_location, num_levels: int) -> List[int]:
@@ -342,8 +499,9 @@ def _iou_rowwise(cand: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """
     IoU of each GT with each of its own candidates.
 
-    Written with the same floating-point operations, in the same order, as MMDetection's
-    ``bbox_overlaps`` (union clamped at 1e-6), so values agree bit for bit.
+    Written with the same floating-point operations as MMDetection's ``bbox_overlaps``
+    (candidate area + GT area - overlap, union clamped at 1e-6), so values agree bit for bit;
+    x and y are computed together, which changes no value.
 
     Args:
         cand (Tensor): (G, C, 4) candidate anchors of each GT, XYXY.
@@ -353,14 +511,13 @@ def _iou_rowwise(cand: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         Tensor: (G, C).
     """
     g = gt[:, None, :]
-    area_a = (cand[..., 2] - cand[..., 0]) * (cand[..., 3] - cand[..., 1])
-    area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
-    w = (torch.minimum(cand[..., 2], g[..., 2]) - torch.maximum(cand[..., 0], g[..., 0])).clamp(
-        min=0
-    )
-    h = (torch.minimum(cand[..., 3], g[..., 3]) - torch.maximum(cand[..., 1], g[..., 1])).clamp(
-        min=0
-    )
-    overlap = w * h
-    union = (area_a + area_g - overlap).clamp(min=1e-6)
-    return overlap / union
+    size_a = cand[..., 2:] - cand[..., :2]
+    size_g = g[..., 2:] - g[..., :2]
+    area_a = size_a[..., 0] * size_a[..., 1]
+    area_g = size_g[..., 0] * size_g[..., 1]
+    wh = (
+        torch.minimum(cand[..., 2:], g[..., 2:]) - torch.maximum(cand[..., :2], g[..., :2])
+    ).clamp_(min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    union = (area_a + area_g - overlap).clamp_(min=1e-6)
+    return overlap.div_(union)

@@ -313,9 +313,10 @@ def test_benchmark_quick_runs(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "speedup" in proc.stdout
+    assert "grid x" in proc.stdout and "grid / general" in proc.stdout
     res = json.loads(out.read_text())
-    assert all(r["identical"] for r in res["matcher"])
+    assert all(r["identical"] and r["grid_equals_general"] for r in res["matcher"])
+    assert all(r["grid_path"] for r in res["matcher"])  # the quick cases have a grid
     assert all(r["ours_ms"] > 0 and r["reference_ms"] > 0 for r in res["matcher"])
     assert any("ours_peak_mb" in r for r in res["matcher"])
     assert res["training"]["atss_ms"] > 0 and res["training"]["retinanet_ms"] > 0

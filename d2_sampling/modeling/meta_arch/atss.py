@@ -24,6 +24,7 @@ from fvcore.nn import giou_loss, sigmoid_focal_loss_jit
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..atss_grid import anchor_grid
 from .atss_losses import atss_loss_normalizers, centerness_targets
 from .retinanet_atss import RetinaNetATSS
 
@@ -151,7 +152,8 @@ class ATSS(RetinaNetATSS):
             predictions, [self.num_classes, 4, 1]
         )
         anchors = self.anchor_generator(features)
-        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
+        grid = anchor_grid(self.anchor_generator, features)
+        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, grid)
         return self.losses(anchors, pred_logits, gt_labels, pred_deltas, gt_boxes, pred_centerness)
 
     def losses(

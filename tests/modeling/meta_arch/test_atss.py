@@ -24,7 +24,7 @@ from detectron2.utils.events import EventStorage
 import d2_sampling  # noqa: F401
 from d2_sampling.data import generate_synthetic_dataset, synthetic_paths
 from d2_sampling.engine.setup import load_lazy_config, load_yacs_config
-from d2_sampling.modeling import ATSS, ATSSMatcher, RetinaNetATSS
+from d2_sampling.modeling import ATSS, ATSSMatcher, RetinaNetATSS, anchor_grid
 from d2_sampling.modeling.meta_arch import atss_losses
 from d2_sampling.modeling.meta_arch.atss_losses import atss_loss_normalizers, centerness_targets
 
@@ -133,31 +133,36 @@ class TestLabelAnchors(unittest.TestCase):
 
     @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
     def test_cuda_label_anchors_one_host_sync_per_batch(self):
+        """General path: one sync per batch (the logged stats); grid path: one more per image
+        with a GT (whether a window needs the fallback)."""
         model, _ = yacs_model(RETINANET_ATSS_QUICK)
         model.to("cuda")
         features = model.backbone(torch.zeros(1, 3, 64, 96, device="cuda"))
-        anchors = model.anchor_generator([features[f] for f in model.head_in_features])
+        feats = [features[f] for f in model.head_in_features]
+        anchors = model.anchor_generator(feats)
+        grid = anchor_grid(model.anchor_generator, feats)
         gts = [
             instances([[10, 10, 50, 40], [40, 5, 90, 60]], [0, 2]).to("cuda"),
             instances([], []).to("cuda"),
             instances([[0, 0, 96, 64]], [1]).to("cuda"),
         ]
-        torch.cuda.synchronize()
-        with EventStorage(), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                labels, _ = model.label_anchors(anchors, gts)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        syncs = [w for w in caught if "synchroniz" in str(w.message)]
-        self.assertEqual(len(syncs), 1, [str(w.message) for w in syncs])  # the logged stats
         cpu_model, _ = yacs_model(RETINANET_ATSS_QUICK)
         cpu_anchors = [Boxes(a.tensor.cpu()) for a in anchors]
         with EventStorage():
             expected, _ = cpu_model.label_anchors(cpu_anchors, [g.to("cpu") for g in gts])
-        for x, y in zip(labels, expected):
-            self.assertTrue(torch.equal(x.cpu(), y))
+        for path_grid, expected_syncs in [(None, 1), (grid, 3)]:
+            torch.cuda.synchronize()
+            with EventStorage(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    labels, _ = model.label_anchors(anchors, gts, path_grid)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+            syncs = [w for w in caught if "synchroniz" in str(w.message)]
+            self.assertEqual(len(syncs), expected_syncs, [str(w.message) for w in syncs])
+            for x, y in zip(labels, expected):
+                self.assertTrue(torch.equal(x.cpu(), y))
 
 
 class TestLosses(unittest.TestCase):
