@@ -141,6 +141,31 @@ def add_atss_config(cfg):
     cfg.MODEL.ATSS.NORM = "GN"
 
 
+def add_libra_config(cfg):
+    """
+    ``MODEL.BFP`` (the balanced feature pyramid, ``MODEL.BACKBONE.NAME: "build_bfp_backbone"``)
+    and ``MODEL.ROI_BOX_HEAD.BALANCED_L1`` (the balanced L1 box loss,
+    ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE: "balanced_l1"``): the two other parts of Libra
+    R-CNN (Pang et al., arXiv 1904.02701). Defaults are the paper's / MMDetection's.
+    """
+    cfg.MODEL.BFP = CN()
+    # The backbone builder whose pyramid is balanced (a registered name).
+    cfg.MODEL.BFP.BACKBONE = "build_resnet_fpn_backbone"
+    # The levels balanced, finest first; empty: all of that backbone's outputs.
+    cfg.MODEL.BFP.IN_FEATURES = []
+    # Index (into those levels) of the level everything is resized to (Libra: 2, P4 of P2-P6).
+    cfg.MODEL.BFP.REFINE_LEVEL = 2
+    # "non_local" (Libra), "conv" (a 3x3 convolution) or "none".
+    cfg.MODEL.BFP.REFINE_TYPE = "non_local"
+    cfg.MODEL.ROI_BOX_HEAD.BALANCED_L1 = CN()
+    # alpha > 0: smaller gives the inliers (|x| < beta) more gradient (Libra: 0.5).
+    cfg.MODEL.ROI_BOX_HEAD.BALANCED_L1.ALPHA = 0.5
+    # gamma > 0: the gradient's bound beyond beta (Libra: 1.5).
+    cfg.MODEL.ROI_BOX_HEAD.BALANCED_L1.GAMMA = 1.5
+    # beta > 0: where the two pieces of the loss meet (Libra: 1.0).
+    cfg.MODEL.ROI_BOX_HEAD.BALANCED_L1.BETA = 1.0
+
+
 def add_d2_sampling_config(cfg):
     """
     Add every d2_sampling key to ``cfg`` (a Detectron2 ``CfgNode`` from ``get_cfg()``).
@@ -154,4 +179,5 @@ def add_d2_sampling_config(cfg):
     add_ohem_config(cfg)
     add_iou_balanced_config(cfg)
     add_atss_config(cfg)
+    add_libra_config(cfg)
     return cfg

@@ -8,6 +8,7 @@ Detectron2 wrappers live in ``roi_heads/`` and ``meta_arch/``, backbones in ``ba
 from .atss_grid import AnchorGridLevel, anchor_grid
 from .atss_matcher import ATSSAnchors, ATSSCandidates, ATSSMatcher
 from .backbone import TinyNet
+from .balanced_l1_loss import balanced_l1_loss
 from .hard_example_mining import select_hard_examples
 from .iou_balanced_sampling import (
     IoUBalancedSampler,
@@ -16,7 +17,13 @@ from .iou_balanced_sampling import (
     iou_bin_index,
 )
 from .meta_arch import ATSS, ATSSHead, RetinaNetATSS
-from .roi_heads import IoUBalancedROIHeads, OHEMROIHeads, fast_rcnn_per_roi_losses
+from .neck import BalancedFeaturePyramid, NonLocal2d, build_bfp_backbone
+from .roi_heads import (
+    BalancedL1FastRCNNOutputLayers,
+    IoUBalancedROIHeads,
+    OHEMROIHeads,
+    fast_rcnn_per_roi_losses,
+)
 
 __all__ = [
     # ATSS
@@ -38,6 +45,12 @@ __all__ = [
     "iou_balanced_subsample",
     "iou_bin_index",
     "IoUBalancedROIHeads",
+    # Libra R-CNN's other two parts
+    "balanced_l1_loss",
+    "BalancedL1FastRCNNOutputLayers",
+    "BalancedFeaturePyramid",
+    "NonLocal2d",
+    "build_bfp_backbone",
     # backbones
     "TinyNet",
 ]

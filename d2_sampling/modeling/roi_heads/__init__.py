@@ -1,11 +1,13 @@
 """ROI heads (registered in Detectron2's ``ROI_HEADS_REGISTRY`` on import) and their helpers."""
 
+from .balanced_l1_fast_rcnn import BalancedL1FastRCNNOutputLayers
 from .fast_rcnn_losses import fast_rcnn_per_roi_losses
 from .iou_balanced_roi_heads import IoUBalancedROIHeads
 from .labeling import ProposalLabels, add_gt_fields, label_proposals, select_training_rois
 from .ohem_roi_heads import OHEMROIHeads
 
 __all__ = [
+    "BalancedL1FastRCNNOutputLayers",
     "IoUBalancedROIHeads",
     "OHEMROIHeads",
     "ProposalLabels",

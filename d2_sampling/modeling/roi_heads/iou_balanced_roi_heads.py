@@ -19,6 +19,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..iou_balanced_sampling import IoUBalancedSampler, NegativeBins, check_iou_balanced_args
+from .balanced_l1_fast_rcnn import BalancedL1FastRCNNOutputLayers
 from .labeling import label_proposals, select_training_rois
 
 __all__ = ["IoUBalancedROIHeads"]
@@ -109,6 +110,15 @@ class IoUBalancedROIHeads(StandardROIHeads):
             floor_fraction=cfg.MODEL.IOU_BALANCED.FLOOR_FRACTION,
             instance_balanced_positives=cfg.MODEL.IOU_BALANCED.INSTANCE_BALANCED_POSITIVES,
         )
+        return ret
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        """StandardROIHeads' box head; with ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE:
+        "balanced_l1"`` its predictor is :class:`BalancedL1FastRCNNOutputLayers` (Libra R-CNN)."""
+        ret = super()._init_box_head(cfg, input_shape)
+        if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE == "balanced_l1":
+            ret["box_predictor"] = BalancedL1FastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
         return ret
 
     @torch.no_grad()
