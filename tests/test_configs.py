@@ -95,12 +95,19 @@ def test_yacs_and_lazy_twins_build_the_same_model(path):
     _, ymodel = _build_yacs(path)
     _, lmodel = _build_lazy(os.path.splitext(path)[0] + ".py")
     assert type(ymodel) is type(lmodel)
+    assert type(ymodel.backbone) is type(lmodel.backbone)
     assert _shapes(ymodel) == _shapes(lmodel)
     yroi, lroi = getattr(ymodel, "roi_heads", None), getattr(lmodel, "roi_heads", None)
     if yroi is not None:
         assert type(yroi) is type(lroi)
         for attr in ("batch_size_per_image", "positive_fraction", "num_classes"):
             assert getattr(yroi, attr) == getattr(lroi, attr), attr
+        ypred, lpred = yroi.box_predictor, lroi.box_predictor
+        assert type(ypred) is type(lpred)
+        assert ypred.box_reg_loss_type == lpred.box_reg_loss_type
+        assert getattr(ypred, "balanced_l1", None) == getattr(lpred, "balanced_l1", None)
+    ybfp = getattr(ymodel.backbone, "refine_level", None)
+    assert ybfp == getattr(lmodel.backbone, "refine_level", None)
 
 
 def test_every_config_has_a_twin():
