@@ -72,6 +72,13 @@ def run_train_net(*args, timeout=900, check=True, env=None):
     return run_script("train_net.py", *seeded(args), timeout=timeout, check=check, env=env)
 
 
+def assert_workers_agree(output_dir, world_size=2):
+    """``--check-weight-sync`` wrote one digest per worker, all equal (weights in sync)."""
+    digest = json.loads((Path(output_dir) / "weights_digest.json").read_text())
+    assert digest["world_size"] == world_size, digest
+    assert len(digest["digests"]) == world_size and len(set(digest["digests"])) == 1, digest
+
+
 def read_metrics(output_dir):
     """The lines of ``OUTPUT_DIR/metrics.json`` (Detectron2's JSONWriter), as dicts."""
     with open(Path(output_dir) / "metrics.json") as f:

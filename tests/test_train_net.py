@@ -21,6 +21,7 @@ from helpers import (
     COCO_TINY,
     CONFIGS,
     REPO,
+    assert_workers_agree,
     coco_tiny_available,
     read_metrics,
     run_train_net,
@@ -106,9 +107,7 @@ def test_two_process_cpu_training(tmp_path):
     run_train_net(
         "--config-file", QUICK_YAML, "--num-gpus", 2, "--check-weight-sync", "OUTPUT_DIR", tmp_path
     )
-    digest = json.loads((tmp_path / "weights_digest.json").read_text())
-    assert digest["world_size"] == 2
-    assert len(digest["digests"]) == 2 and len(set(digest["digests"])) == 1
+    assert_workers_agree(tmp_path)
     preds = torch.load(tmp_path / "inference" / "synthetic_mini_val" / "instances_predictions.pth")
     ids = [p["image_id"] for p in preds]
     json_file, _ = synthetic_paths("synthetic_mini_val")
