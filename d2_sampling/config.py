@@ -141,6 +141,26 @@ def add_atss_config(cfg):
     cfg.MODEL.ATSS.NORM = "GN"
 
 
+def add_fcos_config(cfg):
+    """
+    ``MODEL.FCOS``: Detectron2's FCOS in yacs form (``META_ARCHITECTURE: "ConfigurableFCOS"``)
+    and FCOS with ATSS assignment (``"FCOSATSS"``, which also reads ``MODEL.ATSS.TOPK`` /
+    ``CENTER_MARGIN``). Everything FCOS shares with RetinaNet is read from ``MODEL.RETINANET``
+    (NUM_CLASSES, IN_FEATURES, PRIOR_PROB, FOCAL_LOSS_ALPHA/GAMMA, SCORE_THRESH_TEST,
+    TOPK_CANDIDATES_TEST, NMS_THRESH_TEST; configs/Base-FCOS.yaml sets FCOS's values).
+    """
+    cfg.MODEL.FCOS = CN()
+    # FCOS's center sampling: a location is positive within this many strides of a GT's
+    # center (Detectron2's FCOS: 1.5). Unused by FCOSATSS.
+    cfg.MODEL.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+    # Convs in each head tower and their normalisation (Detectron2's FCOS: 4, GroupNorm).
+    cfg.MODEL.FCOS.NUM_CONVS = 4
+    cfg.MODEL.FCOS.NORM = "GN"
+    # FCOSATSS: the side of each location's square anchor for the assignment, in strides
+    # (the ATSS paper: 8).
+    cfg.MODEL.FCOS.ATSS_ANCHOR_SCALE = 8.0
+
+
 def add_libra_config(cfg):
     """
     ``MODEL.BFP`` (the balanced feature pyramid, ``MODEL.BACKBONE.NAME: "build_bfp_backbone"``)
@@ -179,5 +199,6 @@ def add_d2_sampling_config(cfg):
     add_ohem_config(cfg)
     add_iou_balanced_config(cfg)
     add_atss_config(cfg)
+    add_fcos_config(cfg)
     add_libra_config(cfg)
     return cfg

@@ -104,3 +104,14 @@ def write_empty_images_dataset(folder):
     empty_json = Path(folder) / "empty.json"
     empty_json.write_text(json.dumps(data))
     return empty_json, image_root
+
+
+def gt_instances(boxes, classes, size=(64, 96)):
+    """An ``Instances`` of GT boxes (XYXY rows) and classes for an image of ``size`` (h, w)."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances(size)
+    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
+    return inst

@@ -16,7 +16,7 @@ from .iou_balanced_sampling import (
     iou_balanced_subsample,
     iou_bin_index,
 )
-from .meta_arch import ATSS, ATSSHead, RetinaNetATSS
+from .meta_arch import ATSS, FCOSATSS, ATSSHead, ConfigurableFCOS, RetinaNetATSS
 from .neck import BalancedFeaturePyramid, NonLocal2d, build_bfp_backbone
 from .roi_heads import (
     BalancedL1FastRCNNOutputLayers,
@@ -35,6 +35,8 @@ __all__ = [
     "ATSS",
     "ATSSHead",
     "RetinaNetATSS",
+    "ConfigurableFCOS",
+    "FCOSATSS",
     # OHEM
     "select_hard_examples",
     "fast_rcnn_per_roi_losses",

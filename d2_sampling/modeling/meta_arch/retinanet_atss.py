@@ -14,10 +14,10 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.meta_arch.retinanet import RetinaNet
 from detectron2.structures import Boxes, Instances
-from detectron2.utils.events import get_event_storage
 
 from ..atss_grid import AnchorGridLevel, anchor_grid
 from ..atss_matcher import ATSSMatcher
+from .atss_labels import atss_label_anchors
 
 __all__ = ["RetinaNetATSS"]
 
@@ -76,9 +76,9 @@ class RetinaNetATSS(RetinaNet):
         grid: Optional[Sequence[AnchorGridLevel]] = None,
     ):
         """
-        Same contract as :meth:`RetinaNet.label_anchors`, with ATSS assignment. Nothing here
-        waits for the device but the one transfer of the logged statistics per batch and, on
-        the grid path, one check per image with a GT (whether a window needs the fallback).
+        Same contract as :meth:`RetinaNet.label_anchors`, with ATSS assignment
+        (:func:`~d2_sampling.modeling.meta_arch.atss_labels.atss_label_anchors`, which also logs
+        the ``atss/*`` statistics).
 
         Args:
             anchors (list[Boxes]): one (R_l, 4) per level.
@@ -92,72 +92,14 @@ class RetinaNetATSS(RetinaNet):
             background (never -1).
             list[Tensor]: N tensors (R, 4): the matched GT box of each anchor (meaningless for
             background).
-
-        Logs ``atss/num_pos_per_gt``, ``atss/gt_without_pos`` (fraction of GT boxes that got no
-        positive anchor), ``atss/iou_threshold`` (mean over GTs of ``mean + std``),
-        ``atss/num_candidates`` (per GT) and, on the grid path, ``atss/grid_fallback`` (fraction
-        of (GT, level) pairs whose candidates came from the general path) to the event storage,
-        when the batch has a GT.
         """
         # A, from the anchor generator. One int when it is the same on every level (RetinaNet's
         # head requires that), which then holds for any list of levels of those anchors.
         counts = self.anchor_generator.num_cell_anchors
         anchors_per_location = counts[0] if len(set(counts)) == 1 else list(counts)
-        num_anchors = sum(len(a) for a in anchors)
-        device = anchors[0].tensor.device
-        prepared = None  # the anchors as the matcher uses them, made once for the batch
-        gt_labels, matched_gt_boxes = [], []
-        # Per image: positives, GTs without one, threshold sum, fallback pairs; on the device
-        # until the one transfer.
-        stats = []
-        num_gt, num_candidates = 0, 0
-        for inst in gt_instances:
-            if len(inst) == 0:
-                gt_labels.append(
-                    torch.full((num_anchors,), self.num_classes, dtype=torch.int64, device=device)
-                )
-                matched_gt_boxes.append(torch.zeros((num_anchors, 4), device=device))
-                continue
-            if prepared is None:
-                prepared = self.anchor_matcher.prepare_anchors(anchors, anchors_per_location, grid)
-            candidates = self.anchor_matcher.select_candidates(inst.gt_boxes, prepared)
-            matches, match_labels = self.anchor_matcher.assign(candidates)
-            fg = match_labels.bool()
-            gt_labels.append(torch.where(fg, inst.gt_classes[matches], self.num_classes))
-            matched_gt_boxes.append(inst.gt_boxes.tensor[matches])
-
-            pos_per_gt = torch.zeros(len(inst), dtype=torch.int64, device=device)
-            pos_per_gt.scatter_add_(0, matches, fg.to(torch.int64))
-            thresholds = candidates.thresholds
-            fallback = candidates.fallback
-            stats.append(
-                torch.stack(
-                    [
-                        fg.sum().to(thresholds.dtype),
-                        (pos_per_gt == 0).sum().to(thresholds.dtype),
-                        thresholds.sum(),
-                        fallback.sum().to(thresholds.dtype)
-                        if fallback is not None
-                        else thresholds.new_tensor(-1.0),
-                    ]
-                )
-            )
-            num_gt += len(inst)
-            num_candidates = candidates.indices.shape[1]  # the same for every image
-
-        if num_gt > 0:
-            # float64 (float32 on MPS): counts stay exact.
-            num_pos, num_without_pos, threshold_sum, fallback_pairs = (
-                torch.stack(stats).sum(dim=0).tolist()
-            )
-            storage = get_event_storage()
-            storage.put_scalar("atss/num_pos_per_gt", num_pos / num_gt)
-            storage.put_scalar("atss/gt_without_pos", num_without_pos / num_gt)
-            storage.put_scalar("atss/iou_threshold", threshold_sum / num_gt)
-            storage.put_scalar("atss/num_candidates", num_candidates)
-            if prepared.plans is not None:
-                storage.put_scalar("atss/grid_fallback", fallback_pairs / (num_gt * len(anchors)))
-        return gt_labels, matched_gt_boxes
+        return atss_label_anchors(
+            self.anchor_matcher, anchors, gt_instances, self.num_classes, anchors_per_location, grid
+        )
 
 
 def _matcher_from_config(cfg) -> ATSSMatcher:

@@ -18,7 +18,7 @@ from detectron2.config import LazyCall as L
 from detectron2.config import instantiate
 from detectron2.modeling import build_model
 from detectron2.modeling.matcher import Matcher
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 
 import d2_sampling  # noqa: F401
@@ -28,7 +28,7 @@ from d2_sampling.modeling import ATSS, ATSSMatcher, RetinaNetATSS, anchor_grid
 from d2_sampling.modeling.meta_arch import atss_losses
 from d2_sampling.modeling.meta_arch.atss_losses import atss_loss_normalizers, centerness_targets
 
-from helpers import CONFIGS, assert_workers_agree, read_metrics, run_train_net
+from helpers import CONFIGS, assert_workers_agree, gt_instances, read_metrics, run_train_net
 
 ATSS_QUICK = CONFIGS / "quick_schedules" / "atss_tiny_FPN_instant_test"
 RETINANET_ATSS_QUICK = CONFIGS / "quick_schedules" / "retinanet_tiny_FPN_atss_instant_test"
@@ -40,11 +40,7 @@ def yacs_model(name=ATSS_QUICK, opts=()):
     return build_model(cfg), cfg
 
 
-def instances(boxes, classes, size=(64, 96)):
-    inst = Instances(size)
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
-    return inst
+instances = gt_instances
 
 
 def image_batch(gts, size=(64, 96)):
