@@ -49,7 +49,12 @@ from d2_sampling.engine.errors import (
 )
 from d2_sampling.engine.launch import report_user_error
 from d2_sampling.engine.lazy import do_test, do_train
-from d2_sampling.engine.setup import check_before_launch, is_lazy_config, output_dir
+from d2_sampling.engine.setup import (
+    add_dataset_arguments,
+    check_before_launch,
+    is_lazy_config,
+    output_dir,
+)
 
 
 def main(args):
@@ -92,22 +97,7 @@ def main(args):
 
 def build_parser():
     parser = default_argument_parser()
-    parser.add_argument(
-        "--coco-dataset",
-        nargs=3,
-        action="append",
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable)",
-    )
-    parser.add_argument(
-        "--voc-dataset",
-        nargs=3,
-        action="append",
-        metavar=("NAME", "DIR", "SPLIT"),
-        help="register split SPLIT (DIR/ImageSets/Main/SPLIT.txt) of the Pascal VOC-format "
-        "folder DIR under NAME (repeatable); classes from DIR/classes.txt, else the sorted names "
-        "in DIR/Annotations (docs/datasets.md)",
-    )
+    add_dataset_arguments(parser, coco=True, voc=True)
     parser.add_argument(
         "--check-weight-sync",
         action="store_true",

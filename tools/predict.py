@@ -68,6 +68,7 @@ from d2_sampling.engine.errors import (
     user_errors,
 )
 from d2_sampling.engine.setup import (
+    add_dataset_arguments,
     dataset_names,
     register_cli_datasets,
     register_cli_voc_datasets,
@@ -290,20 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset", metavar="NAME", help="class names / ids (default: the config's test set)"
     )
-    parser.add_argument(
-        "--coco-dataset",
-        nargs=3,
-        action="append",
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable), as train_net.py",
-    )
-    parser.add_argument(
-        "--voc-dataset",
-        nargs=3,
-        action="append",
-        metavar=("NAME", "DIR", "SPLIT"),
-        help="register a Pascal VOC-format split under NAME (repeatable), as train_net.py",
-    )
+    add_dataset_arguments(parser, coco=True, voc=True)
     parser.add_argument(
         "--debug",
         action="store_true",

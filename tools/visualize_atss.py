@@ -9,6 +9,14 @@ anchors that became positive. Writes a PNG.
     python tools/visualize_atss.py --config-file configs/COCO-Detection/atss_R_50_FPN_1x.yaml \\
         --coco-dataset coco_tiny_val ../shared/data/coco_tiny/annotations/instances_val2017.json \\
         ../shared/data/coco_tiny/val2017 --dataset coco_tiny_val --index 0 --output x.png
+    python tools/visualize_atss.py --config-file configs/BCCD/atss_effnetlite0_FPN.yaml \\
+        --voc-dataset bccd_val ../shared/data/bccd val --dataset bccd_val --index 0 \\
+        --output x.png
+
+``--coco-dataset NAME JSON IMAGE_ROOT`` and ``--voc-dataset NAME DIR SPLIT`` (Pascal VOC
+layout, as train_net.py's) register a dataset for ``--dataset`` (repeatable); so do a yacs
+config's ``DATASETS.COCO_FORMAT`` / ``VOC_FORMAT``. ``--index`` counts from 0 in the dataset's
+order (a VOC split file's).
 
 The image is resized as at test time (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``), anchors
 come from the config's model (yacs ``.yaml`` or LazyConfig ``.py``, weights are not needed:
@@ -37,8 +45,15 @@ from detectron2.structures import Boxes
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
 import d2_sampling  # noqa: F401  (registers the models)
-from d2_sampling.data import prepare_datasets, register_coco_format
-from d2_sampling.engine.setup import is_lazy_config, load_lazy_config, load_yacs_config
+from d2_sampling.data import prepare_datasets
+from d2_sampling.engine.setup import (
+    add_dataset_arguments,
+    is_lazy_config,
+    load_lazy_config,
+    load_yacs_config,
+    register_cli_datasets,
+    register_cli_voc_datasets,
+)
 
 LEVEL_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 # tab10 without its gray, which marks positives lost to another GT.
@@ -190,17 +205,11 @@ def main(argv=None):
     parser.add_argument("--index", type=int, default=0, help="which image of the dataset")
     parser.add_argument("--output", required=True, help="PNG file to write")
     parser.add_argument("--max-gt", type=int, default=3, help="GT boxes given their own row")
-    parser.add_argument(
-        "--coco-dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-    )
+    add_dataset_arguments(parser, coco=True, voc=True)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
     args = parser.parse_args(argv)
-    for entry in args.coco_dataset:
-        register_coco_format(*entry)
+    register_cli_datasets(args.coco_dataset)
+    register_cli_voc_datasets(args.voc_dataset)
 
     model, min_size, max_size = build(args.config_file, args.opts)
     prepare_datasets([args.dataset])

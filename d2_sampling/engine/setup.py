@@ -59,6 +59,40 @@ def _resolve(path: str, base_dir: Optional[str]) -> str:
     return path if base_dir is None or os.path.isabs(path) else os.path.join(base_dir, path)
 
 
+def add_dataset_arguments(parser, coco: bool = True, voc: bool = True, then: str = ""):
+    """
+    The command-line options that register datasets, as train_net.py has them:
+    ``--coco-dataset NAME JSON IMAGE_ROOT`` and ``--voc-dataset NAME DIR SPLIT`` (each
+    repeatable; ``args.coco_dataset`` / ``args.voc_dataset`` are lists, empty by default).
+    Register them with :func:`register_cli_datasets` / :func:`register_cli_voc_datasets`.
+
+    Args:
+        parser (argparse.ArgumentParser): gets the options.
+        coco, voc (bool): which of the two.
+        then (str): appended to the help, e.g. "; then name it in --dataset".
+    """
+    if coco:
+        parser.add_argument(
+            "--coco-dataset",
+            nargs=3,
+            action="append",
+            default=[],
+            metavar=("NAME", "JSON", "IMAGE_ROOT"),
+            help="register a COCO-format dataset under NAME (repeatable)" + then,
+        )
+    if voc:
+        parser.add_argument(
+            "--voc-dataset",
+            nargs=3,
+            action="append",
+            default=[],
+            metavar=("NAME", "DIR", "SPLIT"),
+            help="register split SPLIT (DIR/ImageSets/Main/SPLIT.txt) of the Pascal VOC-format "
+            "folder DIR under NAME (repeatable); classes from DIR/classes.txt, else the sorted "
+            "names in DIR/Annotations (docs/datasets.md)" + then,
+        )
+
+
 def register_cli_datasets(entries: Sequence[Sequence[str]], base_dir: Optional[str] = None) -> None:
     """
     Register ``[[name, json_file, image_root], ...]`` as COCO-format datasets. Relative paths

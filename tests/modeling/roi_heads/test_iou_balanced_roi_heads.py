@@ -21,7 +21,10 @@ from d2_sampling.modeling import IoUBalancedROIHeads
 from d2_sampling.modeling.roi_heads import label_proposals, select_training_rois
 
 from helpers import (
+    BCCD,
     CONFIGS,
+    assert_workers_agree,
+    bccd_available,
     coco_tiny_available,
     read_metrics,
     run_script,
@@ -382,9 +385,7 @@ def test_e2e_yacs_two_process(tmp_path):
         "OUTPUT_DIR",
         out,
     )
-    digest = json.loads((out / "weights_digest.json").read_text())
-    assert digest["world_size"] == 2
-    assert len(digest["digests"]) == 2 and len(set(digest["digests"])) == 1
+    assert_workers_agree(out)
     metrics = read_metrics(out)
     assert (
         _last(metrics, "roi_head/num_fg_samples") + _last(metrics, "roi_head/num_bg_samples") == 128
@@ -427,3 +428,54 @@ def test_plot_tool_on_coco_tiny(tmp_path):
         assert 0 <= result["mean_iou"][name] < 0.5, name
     # (That IoU-balanced picks move towards higher IoU than random ones is a statistical
     # property, checked over seeded draws in test_iou_balanced_sampling.py.)
+
+
+def test_plot_tool_dataset_takes_a_name_or_a_coco_triple():
+    """--dataset NAME [JSON IMAGE_ROOT]: two words are neither, an error before any work."""
+    proc = run_script(
+        "tools/plot_sampled_iou.py", "--dataset", "a", "b", "--weights", "w.pth", check=False
+    )
+    assert proc.returncode == 2
+    assert "--dataset takes NAME (a registered dataset) or NAME JSON IMAGE_ROOT" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not bccd_available(), reason="BCCD not found beside the checkout")
+def test_plot_tool_on_voc_dataset_with_weights(tmp_path):
+    """
+    tools/plot_sampled_iou.py on BCCD (--voc-dataset) with the BCCD config's ROI settings:
+    1 training iteration, then --weights of that model (which trains nothing).
+    """
+    weights = tmp_path / "w.pth"
+    common = [
+        "--config-file", CONFIGS / "BCCD/faster_rcnn_effnetlite0_FPN.yaml",
+        "--voc-dataset", "plot_bccd_val", BCCD, "val", "--dataset", "plot_bccd_val",
+        "--roi-settings", "config", "--max-images", "2", "--seed", "0",
+    ]  # fmt: skip
+    run_script(
+        "tools/plot_sampled_iou.py", *common,
+        "--voc-dataset", "plot_bccd_train", BCCD, "train", "--train-dataset", "plot_bccd_train",
+        "--train-iters", "1", "--save-weights", weights, "--output-dir", tmp_path / "train",
+        "--out", tmp_path / "a.png", "--json", tmp_path / "a.json",
+        timeout=300,
+    )  # fmt: skip
+    assert (tmp_path / "train" / "metrics.json").is_file()
+    run_script(
+        "tools/plot_sampled_iou.py", *common, "--weights", weights,
+        "--output-dir", tmp_path / "eval",
+        "--out", tmp_path / "b.png", "--json", tmp_path / "b.json",
+        timeout=300,
+    )  # fmt: skip
+    assert not (tmp_path / "eval").exists()  # nothing trained
+    trained, loaded = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ab")
+    assert loaded["weights"] == str(weights)
+    # The config's settings: 128 ROIs, 25% positives, RPN top-k 1000 / 500, 320 px, K = 3.
+    assert (loaded["batch_size_per_image"], loaded["positive_fraction"]) == (128, 0.25)
+    assert (loaded["rpn_topk"], loaded["size"], loaded["num_bins"]) == ([1000, 500], 320, 3)
+    counts = loaded["counts"]
+    assert counts["random"] == counts["hard (by loss)"] == counts["IoU-balanced"] > 0
+    assert counts["random"] <= 2 * 128 and counts["pool"] <= 2 * (500 + 30)
+    # The same weights give the same pool and the same hard negatives (random picks differ:
+    # the training consumed random numbers).
+    for key in ("pool", "hard (by loss)"):
+        assert loaded["histograms"][key] == trained["histograms"][key], key

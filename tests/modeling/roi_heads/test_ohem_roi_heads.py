@@ -24,8 +24,11 @@ from d2_sampling.config import add_ohem_config
 from d2_sampling.modeling import OHEMROIHeads, fast_rcnn_per_roi_losses
 
 from helpers import (
+    BCCD,
     COCO_TINY,
     CONFIGS,
+    assert_workers_agree,
+    bccd_available,
     coco_tiny_available,
     read_metrics,
     run_script,
@@ -431,9 +434,7 @@ def test_e2e_yacs_two_process(tmp_path):
         "OUTPUT_DIR",
         out,
     )
-    digest = json.loads((out / "weights_digest.json").read_text())
-    assert digest["world_size"] == 2
-    assert len(digest["digests"]) == 2 and len(set(digest["digests"])) == 1
+    assert_workers_agree(out)
     metrics = read_metrics(out)
     assert _last(metrics, "roi_head/ohem_num_selected") == 64
     assert _last(metrics, "roi_head/ohem_pool_size") > 64
@@ -540,3 +541,54 @@ def test_plot_tool_runs(tmp_path):
         assert r["pool_size"] == sum(result["pool_sizes"]), recipe
         assert r["selected_fg"] <= min(r["selected"], r["pool_fg"]), recipe
         assert math.isfinite(r["mean_loss_selected"]) and r["mean_loss_selected"] >= 0, recipe
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not bccd_available(), reason="BCCD not found beside the checkout")
+def test_plot_tool_with_weights_on_voc_dataset(tmp_path):
+    """
+    tools/plot_ohem_losses.py --config-file/--weights/--voc-dataset: the BCCD OHEM config with
+    a baseline-config checkpoint (here randomly initialised: only counts are asserted), no
+    training; a non-OHEM config is refused with a message.
+    """
+    cfg = get_cfg()
+    add_d2_sampling_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "BCCD/faster_rcnn_effnetlite0_FPN.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    weights = tmp_path / "baseline.pth"
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    out, stats = tmp_path / "plot.png", tmp_path / "plot.json"
+    args = [
+        "--weights", weights, "--voc-dataset", "ohem_plot_bccd", BCCD, "val",
+        "--dataset", "ohem_plot_bccd", "--images", "2", "--mmdet-batch-size", "128",
+        "--output-dir", tmp_path / "train",
+    ]  # fmt: skip
+    run_script(
+        "tools/plot_ohem_losses.py", *args,
+        "--config-file", CONFIGS / "BCCD/faster_rcnn_effnetlite0_FPN_ohem.yaml",
+        "--out", out, "--json", stats,
+    )  # fmt: skip
+    assert out.stat().st_size > 10_000
+    assert not (tmp_path / "train").exists()  # nothing trained
+    result = json.loads(stats.read_text())
+    assert (result["weights"], result["iters"], result["dataset"]) == (
+        str(weights),
+        None,
+        "ohem_plot_bccd",
+    )
+    assert len(result["image_ids"]) == 2
+    # The config as it is: BCCD's training pools, <= 500 RPN proposals + the GT boxes.
+    assert all(0 < n <= 500 + 30 for n in result["pool_sizes"])
+    assert 0 < result["paper"]["selected"] <= 64 * 2
+    assert 0 < result["mmdet"]["selected"] <= 128 * 2
+    for recipe in ("paper", "mmdet"):
+        r = result[recipe]
+        assert r["pool_size"] == sum(result["pool_sizes"]), recipe
+        assert r["selected_fg"] <= min(r["selected"], r["pool_fg"]), recipe
+    proc = run_script(
+        "tools/plot_ohem_losses.py", *args,
+        "--config-file", CONFIGS / "BCCD/faster_rcnn_effnetlite0_FPN.yaml",
+        "--out", tmp_path / "x.png", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "use an OHEM config" in proc.stdout

@@ -1,0 +1,22 @@
+"""tools/visualize_atss.py on a real dataset registered with --voc-dataset."""
+
+import pytest
+
+from helpers import BCCD, CONFIGS, bccd_available, run_script
+
+
+@pytest.mark.skipif(not bccd_available(), reason="BCCD not found beside the checkout")
+def test_voc_dataset(tmp_path):
+    """BCCD val image 8 (BloodImage_00037, 30 boxes), the BCCD ATSS config (no weights)."""
+    out = tmp_path / "atss.png"
+    proc = run_script(
+        "tools/visualize_atss.py",
+        "--config-file", CONFIGS / "BCCD/atss_effnetlite0_FPN.yaml",
+        "--voc-dataset", "atss_plot_bccd_val", BCCD, "val", "--dataset", "atss_plot_bccd_val",
+        "--index", "8", "--max-gt", "1", "--output", out,
+        timeout=300,
+    )  # fmt: skip
+    assert out.stat().st_size > 10_000
+    # Every box of the image is a GT; ATSS gives each at least one positive anchor.
+    positives = int(proc.stdout.split("30 GT, ")[1].split()[0])
+    assert positives >= 30
