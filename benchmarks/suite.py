@@ -4,7 +4,9 @@ The benchmark suite (`make bench`): accuracy and speed of every method against i
 in three regimes (``--regime``; definitions in suite_lib/regimes.py):
 
 - ``bccd`` (default): ImageNet-pretrained EfficientNet-Lite0-FPN detectors on BCCD
-  (configs/BCCD/), the configs' own 600-iteration schedule, evaluated every 100 iterations;
+  (configs/BCCD/), the configs' own 600-iteration schedule, evaluated every 100 iterations,
+  with the opt-in controls (--controls: why OHEM is behind; the fine-tuning ones start from
+  the baseline's final weights, kept by --keep-checkpoints);
 - ``synthetic-pretrained``: the same detectors on the synthetic dataset
   (configs/Synthetic/*_effnetlite0_FPN*);
 - ``synthetic-scratch``: TinyNet-FPN from scratch on the synthetic dataset, 400 iterations, with
@@ -34,6 +36,8 @@ Outputs, under --out (default docs/; with --quick a temporary folder):
 
     python benchmarks/suite.py                                   # BCCD (`make bench`)
     python benchmarks/suite.py --regime synthetic-scratch --controls
+    python benchmarks/suite.py --methods faster_rcnn --keep-checkpoints  # then:
+    python benchmarks/suite.py --controls                        # BCCD's controls
     python benchmarks/suite.py --commit                          # commit each result file
     python benchmarks/suite.py --quick --regime bccd --out /tmp/b  # 2 iterations, 2 configs
     python benchmarks/suite.py --render-only                     # re-render docs/ from results
@@ -111,12 +115,16 @@ def parse_args(argv):
     scratch.add_argument("--coco", action="store_true", help="coco_tiny rows also with --quick")
     scratch.add_argument("--coco-iters", type=int, help="iterations of a coco_tiny run (100)")
     scratch.add_argument("--no-speed", action="store_true", help="skip the bench_*.py scripts")
-    scratch.add_argument(
+    controls = parser.add_argument_group("bccd and synthetic-scratch only")
+    controls.add_argument(
         "--controls",
         action="store_true",
-        help="also run the control runs (one setting changed, to explain a result)",
+        help="also run the regime's control runs (a setting changed, to explain a result); "
+        "bccd's fine-tuning controls start from the faster_rcnn runs' final weights of the "
+        "same seed: run those with --keep-checkpoints (same --work-dir) first or in the same "
+        "invocation",
     )
-    scratch.add_argument(
+    controls.add_argument(
         "--control-seeds", type=int, default=1, help="seeds 0..N-1 per control run (default 1)"
     )
     parser.add_argument(
@@ -182,11 +190,11 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     suite_command = "python benchmarks/suite.py " + " ".join(argv)
 
-    jobs, benches = plan(regime, args, work, results_dir, suite_command.strip())
+    jobs, later, benches = plan(regime, args, work, results_dir, suite_command.strip())
     machine = runner.machine_description()
     log(
-        f"{regime.name}: {len(jobs)} runs, {args.jobs} at a time, work dir {work}, results in "
-        f"{results_dir / regime.name}"
+        f"{regime.name}: {len(jobs) + len(later)} runs, {args.jobs} at a time, work dir {work}, "
+        f"results in {results_dir / regime.name}"
     )
 
     def run(job):
@@ -208,6 +216,10 @@ def main(argv=None):
     # Nothing is timed for real in --quick: the speed scripts share the pool with the runs.
     side = [lambda name=name: bench(name, True) for name in benches] if args.quick else []
     runner.run_all(jobs, args.jobs, run, side)
+    if later:  # the controls that start from a run above's final weights
+        for j in later:
+            check_weights(j, regime, work)
+        runner.run_all(later, args.jobs, run)
     if benches and not args.quick:
         log("speed suite")  # alone on the machine, after the training runs: these are timings
         for name in benches:
@@ -216,7 +228,11 @@ def main(argv=None):
 
 
 def plan(regime, args, work, results_dir, suite_command):
-    """The training runs of this invocation (seed-major), and the speed scripts to run."""
+    """
+    The training runs of this invocation (seed-major), the runs to start once those have
+    finished (the controls that start from one of their final weights, "weights_from"), and
+    the speed scripts to run.
+    """
     keys = [m.key for m in regime.methods]
     if args.methods:
         unknown = set(args.methods) - set(keys)
@@ -236,7 +252,9 @@ def plan(regime, args, work, results_dir, suite_command):
     )
     seeds = list(range(args.seeds if args.seeds is not None else (1 if quick else regime.seeds)))
     train_ds, test_ds = regime.train_dataset, regime.test_dataset
-    common = schedule_opts(regime.schedule, iters, quick) + ["TEST.EVAL_PERIOD", eval_period]
+    schedule = schedule_opts(regime.schedule, iters, quick)
+    # Every run's overrides but the schedule (the controls with their own schedule add theirs).
+    common = ["TEST.EVAL_PERIOD", eval_period]
     extra = []
     if quick:
         train_ds, test_ds = regime.quick_train, regime.quick_test
@@ -253,6 +271,8 @@ def plan(regime, args, work, results_dir, suite_command):
             2,
         ]
     common += ["SOLVER.CHECKPOINT_PERIOD", 10**7]  # only model_final: runs restart, not resume
+    # The order of the overrides is part of a result file's settings: keep it.
+    common, rest = schedule + common, common
     settings = dict(
         regime=regime.name,
         quick=quick,
@@ -334,16 +354,76 @@ def plan(regime, args, work, results_dir, suite_command):
             )
             for m in chosen
         ]
+    later = []
     if args.controls:
         if not regime.controls:
             raise SystemExit(f"suite.py: --controls: regime {regime.name} has no control runs")
-        jobs += [
-            job("controls", c["key"], c["config"], c["key"], s, common + c["opts"], [], "controls")
-            for c in regime.controls
-            for s in range(args.control_seeds)
-        ]
+        for c in regime.controls:
+            for s in range(args.control_seeds):
+                if c.get("own_schedule"):
+                    # Its opts hold its schedule: not rescaled by --iters; --quick still cuts it.
+                    opts = rest + c["opts"] + (schedule if quick else [])
+                else:
+                    opts = common + c["opts"]
+                weights = control_weights(c, regime, work, s)
+                if weights is not None:
+                    opts = opts + ["MODEL.WEIGHTS", weights]
+                j = job("controls", c["key"], c["config"], c["key"], s, opts, extra, "controls")
+                if weights is None:
+                    jobs.append(j)
+                    continue
+                later.append(j)
+                # Its checkpoint comes from a run of this invocation (checked again before
+                # the control starts), or must be there now.
+                produced = args.keep_checkpoints and any(
+                    x.kind == "method"
+                    and x.key == c["weights_from"]
+                    and x.seed == s
+                    and not x.result_file.is_file()
+                    for x in jobs
+                )
+                if not produced:
+                    check_weights(j, regime, work)
     benches = BENCHES if regime.speed_benches and not args.no_speed else []
-    return jobs, benches
+    return jobs, later, benches
+
+
+def control_weights(control, regime, work, seed):
+    """
+    The checkpoint a control with ``"weights_from"`` starts from: the final weights of that
+    method's run of ``seed`` in the work dir (``work/<its config>/seed<k>/model_final.pth``,
+    kept by --keep-checkpoints); None for a control without it.
+    """
+    key = control.get("weights_from")
+    if not key:
+        return None
+    return Path(work) / regime.method(key).run_name / f"seed{seed}" / "model_final.pth"
+
+
+def check_weights(job, regime, work):
+    """
+    Refuse a "weights_from" control ``job`` whose checkpoint is missing, unless the control has
+    its result file already (then it is not run again).
+    """
+    control = next(c for c in regime.controls if c["key"] == job.key)
+    path = control_weights(control, regime, work, job.seed)
+    if path is None or job.result_file.is_file() or path.is_file():
+        return
+    method = regime.method(control["weights_from"])
+    # result_file: RESULTS/<regime>/controls/<key>/seed<k>.json
+    method_result = store.result_file(
+        job.result_file.parents[3], regime.name, "method", method.run_name, job.seed
+    )
+    raise SystemExit(
+        f"suite.py: control {job.key} (seed {job.seed}) starts from the final weights of the "
+        f"{regime.name} {method.key} run of seed {job.seed}, {path}, which does not exist. Run "
+        f"the {regime.name} methods with --keep-checkpoints first (same --work-dir), e.g. "
+        f"`python benchmarks/suite.py --regime {regime.name} --methods {method.key} "
+        f"--seeds {job.seed + 1} --keep-checkpoints`, or in this invocation (add "
+        "--keep-checkpoints). Runs keep no "
+        f"checkpoint by default: if {method_result} exists, that run was done without one; "
+        "delete it to train it again (same seed, same result)."
+    )
 
 
 def _gt_file(regime, test_ds):

@@ -172,14 +172,56 @@ def test_suite_quick_pretrained(tmp_path, regime):
         assert f"images/{png.name}" in md
 
 
+@pytest.mark.slow
+def test_suite_quick_bccd_controls(tmp_path):
+    """
+    BCCD's controls end to end, 2 iterations each: the fine-tuning ones refused without the
+    baseline's checkpoint, then run after it in one invocation (--keep-checkpoints), starting
+    from its model_final.pth.
+    """
+    if not bccd_available():
+        pytest.skip("BCCD not beside the checkout")
+    lib = _suite_lib()
+    spec = lib.regimes.REGIMES["bccd"]
+    out = tmp_path / "bench"
+    args = ("--quick", "--regime", "bccd", "--methods", "faster_rcnn", "--controls", "--out", out)
+    refused = run_script("benchmarks/suite.py", *args, timeout=300, check=False)
+    assert refused.returncode != 0 and "--keep-checkpoints" in refused.stdout
+    assert "faster_rcnn_effnetlite0_FPN/seed0/model_final.pth" in refused.stdout
+    assert "  run  " not in refused.stdout  # refused before training anything
+
+    log = run_script("benchmarks/suite.py", *args, "--keep-checkpoints", timeout=900).stdout
+    ckpt = out / "runs" / "bccd" / "faster_rcnn_effnetlite0_FPN" / "seed0" / "model_final.pth"
+    assert ckpt.is_file()
+    runs = [line for line in log.splitlines() if "  run  " in line]
+    assert "faster_rcnn_effnetlite0_FPN seed 0" in runs[0] and "finetune" in runs[-1]
+    results = json.loads((out / spec.json_name).read_text())
+    assert [c["key"] for c in results["controls"]] == [c["key"] for c in spec.controls]
+    for c in results["controls"]:
+        (run,) = c["runs"]
+        assert run["iterations"] == 2 and run["kind"] == "controls"
+        cmd = run["command"]
+        assert ("MODEL.WEIGHTS" in cmd) == bool(c.get("weights_from")), c["key"]
+        if c.get("weights_from"):
+            assert cmd[cmd.index("MODEL.WEIGHTS") + 1] == str(ckpt)
+            assert cmd[cmd.index("SOLVER.BASE_LR") + 1] == "0.0001"
+            run_log = out / "runs" / "bccd" / "controls" / c["key"] / "seed0" / "log.txt"
+            assert f"Loading from {ckpt}" in run_log.read_text()
+    md = (out / "benchmarks.md").read_text()
+    assert "### Controls" in md and "## Against the papers" in md
+    for c in spec.controls:
+        assert f"| {c['label']} |" in md
+
+
 # ---------------------------------------------------------------------------------------------
 # Resuming and rendering from the result files (no training)
 
 
-def _fake_result(regime, method, seed, ap, methods, seeds):
-    """A result file as run_train writes it, with made-up numbers."""
+def _fake_result(regime, method, seed, ap, methods, seeds, **metrics):
+    """A result file as run_train writes it, with made-up numbers (every metric ``ap`` unless
+    given in ``metrics``)."""
     return {
-        "metrics": {k: ap for k in METRIC_KEYS},
+        "metrics": {k: metrics.get(k, ap) for k in METRIC_KEYS},
         "ap_curve": [[100, ap / 2], [600, ap]],
         "iter_time_s": 2.5 + seed / 10,
         "data_time_s": 0.05,
@@ -264,8 +306,9 @@ def test_render_from_result_files_alone(tmp_path):
     assert [len(agg["runs"][k]) for k in keys] == [2, 1, 0, 0, 0, 0, 0]
     md = (out / "benchmarks.md").read_text()
     titles = [line for line in md.splitlines() if line.startswith("## ")]
-    assert titles[0] == f"## {regime.title}"  # BCCD first
-    assert len(titles) == 3  # every regime has a section, run or not
+    assert titles[0] == "## Against the papers"  # the regimes side by side
+    assert titles[1] == f"## {regime.title}"  # then BCCD first
+    assert len(titles) == 4  # every regime has a section, run or not
     assert "**Incomplete: 3 of 21 runs done.**" in md
     assert "| OHEM (paper) (1 of 3 seeds) | 58.0 ± 0.0 |" in md
     # Δ paired by seed: OHEM's seed 0 against the baseline's seed 0 only.
@@ -344,6 +387,390 @@ def test_committed_scratch_section_renders_from_its_json(tmp_path):
     assert section.endswith(demoted)
     if heading not in committed:  # docs/benchmarks.md as the suite wrote it before regimes
         assert alone == committed
+
+
+# docs/benchmarks.md as the suite wrote it before regimes (commit 1cc61b0), from the committed
+# docs/benchmarks.json: what --render-only --standalone --regime synthetic-scratch must write.
+LEGACY_REPORT_SHA256 = "d95228484bb075676590672fe0c4412e5f64606496b66ec5091a895185588b3b"
+
+
+def test_standalone_scratch_report_is_the_legacy_one_byte_for_byte(tmp_path):
+    """The one-regime layout has no "Against the papers" table and no BCCD controls: the
+    from-scratch report is the one committed before regimes, byte for byte."""
+    import hashlib
+
+    out = tmp_path / "docs"
+    out.mkdir()
+    shutil.copy(REPO / "docs" / "benchmarks.json", out)
+    run_script(
+        "benchmarks/suite.py",
+        "--render-only",
+        "--standalone",
+        "--regime",
+        "synthetic-scratch",
+        "--out",
+        out,
+        "--results-dir",
+        tmp_path / "no_results",
+        timeout=120,
+    )
+    alone = (out / "benchmarks.md").read_bytes()
+    assert b"Against the papers" not in alone
+    assert hashlib.sha256(alone).hexdigest() == LEGACY_REPORT_SHA256
+
+
+def _row(md, first_cell):
+    """The cells of the table row whose first cell is ``first_cell``."""
+    (line,) = [x for x in _table_rows(md) if x.startswith(f"| {first_cell} |")]
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_papers_table_from_result_files(tmp_path):
+    """
+    "Against the papers": the published Δ beside ours, paired by seed, per regime. BCCD from
+    fake result files (a diverged run left out and named; "not run"; no paired seed),
+    synthetic-pretrained not run, synthetic-scratch from its committed JSON.
+    """
+    lib = _suite_lib()
+    import suite_lib.papers
+
+    regime = lib.regimes.REGIMES["bccd"]
+    results_dir, out = tmp_path / "results", tmp_path / "docs"
+    out.mkdir()
+    shutil.copy(REPO / "docs" / "benchmarks.json", out)
+    keys = [m.key for m in regime.methods]
+
+    def put(key, seed, ap, **metrics):
+        m = regime.method(key)
+        data = _fake_result(regime, m, seed, ap, keys, [0, 1, 2], **metrics)
+        path = lib.store.result_file(results_dir, regime.name, "method", m.run_name, seed)
+        lib.store.write_json(path, data)
+        return path
+
+    for seed, ap in enumerate([50.0, 52.0, 54.0]):
+        put("faster_rcnn", seed, ap, AP75=ap - 10)
+    # IoU-balanced: Δ AP +1, +2, 0 (mean 1.0, std 1.0); Δ AP75 +2 at every seed.
+    for seed, ap in enumerate([51.0, 54.0, 54.0]):
+        put("iou_balanced", seed, ap, AP75=[42.0, 44.0, 46.0][seed])
+    # OHEM (paper): seed 0 diverged (its metrics: the last evaluation before, left out), seeds
+    # 1 and 2 at -2 and -3 (mean -2.5, std 0.71).
+    path = put("ohem", 0, 10.0)
+    diverged = json.loads(path.read_text())
+    diverged.update(status="diverged", iterations=119)
+    lib.store.write_json(path, diverged)
+    put("ohem", 1, 50.0)
+    put("ohem", 2, 51.0)
+    # RetinaNet seed 0 only, ATSS seed 1 only: both ran, no seed in common.
+    put("retinanet", 0, 40.0)
+    put("atss", 1, 45.0)
+
+    sections = {
+        n: lib.store.regime_results(r, results_dir, out) for n, r in lib.regimes.REGIMES.items()
+    }
+    assert sections["synthetic-pretrained"] is None
+    md = lib.markdown.render_report(sections, out).read_text()
+    assert md.index("## Against the papers") < md.index(f"## {regime.title}")
+    header = _row(md, "comparison")
+    assert header[3:] == [
+        "ours: BCCD, pretrained",
+        "ours: synthetic, pretrained",
+        "ours: synthetic, from scratch",
+    ]
+    labels = {m.key: m.label for m in regime.methods}
+
+    def cells(method, baseline):
+        row = _row(md, f"{labels[method]} vs {labels[baseline]}")
+        return row[2:]  # published Δ, then ours in each regime
+
+    assert cells("iou_balanced", "faster_rcnn") == [
+        "AP +0.9, AP75 +1.6",
+        "AP +1.0 ± 1.0, AP75 +2.0 ± 0.0 (3 seeds)",
+        "not run",
+        "AP +2.0 ± 0.8, AP75 +2.1 ± 1.3 (3 seeds)",  # docs/benchmarks.json
+    ]
+    # The OHEM paper's VOC mAP is AP50: our cell gives Δ AP50 besides Δ AP.
+    assert cells("ohem", "faster_rcnn") == [
+        "AP50 66.9 → 69.9 (+3.0)",
+        "AP -2.5 ± 0.7, AP50 -2.5 ± 0.7 (2 seeds); diverged: OHEM (paper) seed 0 (after "
+        "iteration 119)",
+        "not run",
+        "AP -5.0 ± 1.4, AP50 -7.8 ± 1.6 (3 seeds)",
+    ]
+    assert cells("ohem_mmdet", "faster_rcnn")[:3] == ["AP 36.4 → 36.6 (+0.2)", "not run", "not run"]
+    assert cells("retinanet_atss", "retinanet")[:2] == ["AP 38.4 → 39.2 (+0.8)", "not run"]
+    assert cells("atss", "retinanet")[:3] == [
+        "AP 37.0 → 39.3 (+2.3)",
+        "no seed with both runs finished",
+        "not run",
+    ]
+    # One row per published comparison, each a method of every regime against its baseline.
+    published = suite_lib.papers.PUBLISHED
+    assert [e["method"] for e in published] == [
+        "ohem",
+        "ohem_mmdet",
+        "iou_balanced",
+        "retinanet_atss",
+        "atss",
+    ]
+    for e in published:
+        for r in lib.regimes.REGIMES.values():
+            assert r.method(e["method"]).baseline == e["baseline"]
+
+    # No regime with results: no table.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    md = lib.markdown.render_report(dict.fromkeys(lib.regimes.REGIMES), empty).read_text()
+    assert "Against the papers" not in md
+
+
+def _load_cfg(config, opts):
+    from d2_sampling.engine.setup import load_yacs_config
+
+    return load_yacs_config(
+        str(REPO / "configs" / config), [str(x) for x in opts], register_datasets=False
+    )
+
+
+def _lrs(cfg):
+    """The LR of every iteration of ``cfg``'s schedule (Detectron2's scheduler)."""
+    import torch
+    from detectron2.solver import build_lr_scheduler
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=cfg.SOLVER.BASE_LR)
+    sched = build_lr_scheduler(cfg, opt)
+    out = []
+    for _ in range(cfg.SOLVER.MAX_ITER):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_control_definitions():
+    """
+    Every control's config exists and takes its overrides; what it compares with exists in its
+    regime; the BCCD controls' numbers are their configs' (OHEM's RoI batch, half the LR, the
+    baseline's last LR, constant); the synthetic-scratch controls are those of its committed
+    results.
+    """
+    lib = _suite_lib()
+    regimes = lib.regimes
+    for r in regimes.REGIMES.values():
+        keys = [c["key"] for c in r.controls]
+        assert len(set(keys)) == len(keys), r.name
+        methods = {m.key for m in r.methods}
+        for c in r.controls:
+            assert {"key", "label", "config", "opts", "compare", "question"} <= set(c), c
+            assert (REPO / "configs" / c["config"]).is_file(), c["config"]
+            compare = [c["compare"]] if isinstance(c["compare"], str) else list(c["compare"])
+            assert compare and set(compare) <= methods | set(keys), c["key"]
+            assert c.get("weights_from") in methods | {None}
+            opts = list(c["opts"]) + (["MODEL.WEIGHTS", "x.pth"] if c.get("weights_from") else [])
+            _load_cfg(c["config"], opts)  # unknown keys or wrong types raise
+    assert regimes.REGIMES["synthetic-pretrained"].controls == ()
+
+    bccd = {c["key"]: c for c in regimes.REGIMES["bccd"].controls}
+    assert list(bccd) == [
+        "faster_rcnn_64",
+        "faster_rcnn_half_lr",
+        "ohem_half_lr",
+        "faster_rcnn_finetune",
+        "ohem_finetune",
+    ]
+    base_cfg = _load_cfg("BCCD/faster_rcnn_effnetlite0_FPN.yaml", [])
+    ohem_cfg = _load_cfg("BCCD/faster_rcnn_effnetlite0_FPN_ohem.yaml", [])
+    assert ohem_cfg.MODEL.ROI_HEADS.NAME == "OHEMROIHeads"
+    # a. Random sampling at the number of RoIs per image OHEM (paper) trains on.
+    c = bccd["faster_rcnn_64"]
+    cfg = _load_cfg(c["config"], c["opts"])
+    assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == ohem_cfg.MODEL.OHEM.BATCH_SIZE_PER_IMAGE
+    assert cfg.MODEL.ROI_HEADS.NAME == base_cfg.MODEL.ROI_HEADS.NAME != "OHEMROIHeads"
+    assert c["compare"][0] == "ohem"
+    # b. Half the LR, OHEM and the baseline; nothing else changed.
+    for key, ref in (("faster_rcnn_half_lr", base_cfg), ("ohem_half_lr", ohem_cfg)):
+        cfg = _load_cfg(bccd[key]["config"], bccd[key]["opts"])
+        assert cfg.SOLVER.BASE_LR == ref.SOLVER.BASE_LR / 2 == 0.005
+        assert cfg.MODEL.ROI_HEADS.NAME == ref.MODEL.ROI_HEADS.NAME
+        assert not bccd[key].get("own_schedule") and not bccd[key].get("weights_from")
+    assert bccd["ohem_half_lr"]["compare"] == ("faster_rcnn_half_lr", "ohem")
+    # c. Fine-tuning the baseline's final weights at its last LR, constant, 200 iterations.
+    last_lr = _lrs(base_cfg)[-1]
+    assert last_lr == pytest.approx(1e-4)
+    for key, ref in (("faster_rcnn_finetune", base_cfg), ("ohem_finetune", ohem_cfg)):
+        c = bccd[key]
+        assert c["weights_from"] == "faster_rcnn" and c["own_schedule"]
+        cfg = _load_cfg(c["config"], c["opts"])
+        assert cfg.MODEL.ROI_HEADS.NAME == ref.MODEL.ROI_HEADS.NAME
+        assert cfg.SOLVER.MAX_ITER == 200
+        lrs = _lrs(cfg)
+        assert lrs == pytest.approx([last_lr] * 200)
+    assert bccd["ohem_finetune"]["compare"] == ("faster_rcnn_finetune", "faster_rcnn")
+
+    # The synthetic-scratch controls, unchanged: those its committed results were run with.
+    committed = json.loads((REPO / "docs" / "benchmarks.json").read_text())["controls"]
+    stored = [{k: v for k, v in c.items() if k != "runs"} for c in committed]
+    assert stored == [dict(c) for c in regimes.REGIMES["synthetic-scratch"].controls]
+
+
+def _plan(argv, work, results_dir):
+    import suite
+
+    args = suite.parse_args(argv)
+    regime = _suite_lib().regimes.REGIMES[args.regime]
+    return suite.plan(regime, args, work, results_dir, "python benchmarks/suite.py")
+
+
+def test_plan_of_the_scratch_controls_is_unchanged(tmp_path):
+    """The overrides of the synthetic-scratch runs and controls: those of its committed runs."""
+    committed = json.loads((REPO / "docs" / "benchmarks.json").read_text())
+    jobs, later, _ = _plan(
+        ["--regime", "synthetic-scratch", "--controls", "--no-coco", "--no-speed"],
+        tmp_path / "work",
+        tmp_path / "results",
+    )
+    assert later == []
+
+    def tail(command):  # the overrides after OUTPUT_DIR
+        return command[command.index("OUTPUT_DIR") + 2 :]
+
+    by_key = {(j.kind, j.key, j.seed): j for j in jobs}
+    for c in committed["controls"]:
+        for run in c["runs"]:
+            job = by_key["controls", c["key"], run["seed"]]
+            assert [str(x) for x in job.overrides] == tail(run["command"])
+    run = committed["synthetic"]["faster_rcnn"][0]
+    assert [str(x) for x in by_key["method", "faster_rcnn", 0].overrides] == tail(run["command"])
+
+
+def test_plan_of_the_bccd_controls(tmp_path):
+    """
+    The BCCD controls' runs: their overrides after the suite's, the fine-tuning ones with their
+    own schedule (not rescaled by --iters) and the baseline's final weights of the same seed,
+    run after the methods; a missing checkpoint refused with a message saying how to get it.
+    """
+    lib = _suite_lib()
+    regime = lib.regimes.REGIMES["bccd"]
+    work, results_dir = tmp_path / "work", tmp_path / "results"
+    argv = ["--controls", "--control-seeds", "2", "--iters", "300"]
+
+    # No checkpoint of the baseline, and it does not run here with --keep-checkpoints.
+    with pytest.raises(SystemExit) as err:
+        _plan(argv, work, results_dir)
+    msg = str(err.value)
+    ckpt = work / "faster_rcnn_effnetlite0_FPN" / "seed0" / "model_final.pth"
+    assert str(ckpt) in msg and "--keep-checkpoints" in msg
+    assert "control faster_rcnn_finetune (seed 0)" in msg
+    assert str(results_dir / "bccd" / "faster_rcnn_effnetlite0_FPN" / "seed0.json") in msg
+
+    # With --keep-checkpoints, the baseline runs of this invocation leave them: planned, checked
+    # again before the controls start (suite.check_weights).
+    import suite
+
+    jobs, later, _ = _plan(argv + ["--keep-checkpoints"], work, results_dir)
+    assert [(j.key, j.seed) for j in later] == [
+        ("faster_rcnn_finetune", 0),
+        ("faster_rcnn_finetune", 1),
+        ("ohem_finetune", 0),
+        ("ohem_finetune", 1),
+    ]
+    with pytest.raises(SystemExit, match="does not exist"):
+        suite.check_weights(later[0], regime, work)
+
+    # The checkpoints there: planned without --keep-checkpoints.
+    for seed in (0, 1):
+        path = work / "faster_rcnn_effnetlite0_FPN" / f"seed{seed}" / "model_final.pth"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    jobs, later, _ = _plan(argv, work, results_dir)
+    schedule = lib.regimes.schedule_opts(regime.schedule, 300, False)
+    assert schedule[:2] == ["SOLVER.MAX_ITER", 300]
+    rest = ["TEST.EVAL_PERIOD", 100, "SOLVER.CHECKPOINT_PERIOD", 10**7]
+    by_key = {(j.kind, j.key, j.seed): j for j in jobs + later}
+    assert by_key["method", "faster_rcnn", 0].overrides == schedule + rest
+    assert by_key["controls", "faster_rcnn_64", 1].overrides == schedule + rest + [
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+        64,
+    ]
+    assert by_key["controls", "ohem_half_lr", 0].overrides == schedule + rest + [
+        "SOLVER.BASE_LR",
+        0.005,
+    ]
+    assert by_key["controls", "ohem_half_lr", 0].config == regime.method("ohem").config
+    for seed in (0, 1):
+        j = by_key["controls", "ohem_finetune", seed]
+        assert j in later and j.config == regime.method("ohem").config
+        weights = work / "faster_rcnn_effnetlite0_FPN" / f"seed{seed}" / "model_final.pth"
+        assert j.overrides == rest + [
+            "SOLVER.BASE_LR",
+            1e-4,
+            "SOLVER.MAX_ITER",
+            200,
+            "SOLVER.WARMUP_ITERS",
+            0,
+            "SOLVER.STEPS",
+            "()",
+            "MODEL.WEIGHTS",
+            weights,
+        ]
+        assert j.run_dir == work / "controls" / "ohem_finetune" / f"seed{seed}"
+        suite.check_weights(j, regime, work)  # there: no error
+    # A control with its result file is not run again: its checkpoint is not needed.
+    ckpt.unlink()
+    j = by_key["controls", "ohem_finetune", 0]
+    with pytest.raises(SystemExit, match="ohem_finetune"):
+        suite.check_weights(j, regime, work)
+    lib.store.write_json(j.result_file, {"seed": 0})
+    lib.store.write_json(by_key["controls", "faster_rcnn_finetune", 0].result_file, {"seed": 0})
+    suite.check_weights(j, regime, work)
+    _plan(argv, work, results_dir)
+
+
+def test_bccd_controls_render(tmp_path):
+    """The controls table: a control compared with two runs, a diverged run named; the list of
+    each control's overrides."""
+    lib = _suite_lib()
+    regime = lib.regimes.REGIMES["bccd"]
+    results_dir, out = tmp_path / "results", tmp_path / "docs"
+    keys = [m.key for m in regime.methods]
+    for key, ap in (("faster_rcnn", 55.0), ("ohem", 20.0)):
+        m = regime.method(key)
+        data = _fake_result(regime, m, 0, ap, keys, [0])
+        if key == "ohem":
+            data.update(status="diverged", iterations=119)
+        path = lib.store.result_file(results_dir, regime.name, "method", m.run_name, 0)
+        lib.store.write_json(path, data)
+    controls = {c["key"]: c for c in regime.controls}
+    for key, ap in (("faster_rcnn_half_lr", 53.0), ("ohem_half_lr", 50.5)):
+        m = lib.regimes.Method(key, controls[key]["label"], controls[key]["config"], None, "rcnn")
+        data = _fake_result(regime, m, 0, ap, keys, [0], AP50=80.0)
+        data["kind"] = "controls"
+        path = lib.store.result_file(results_dir, regime.name, "controls", key, 0)
+        lib.store.write_json(path, data)
+
+    res = lib.store.regime_results(regime, results_dir, out)
+    assert [c["key"] for c in res["controls"]] == ["faster_rcnn_half_lr", "ohem_half_lr"]
+    md = "\n".join(lib.markdown.render_controls(res, depth=1))
+    assert "### Controls" in md
+    rows = _table_rows(md)
+    half = controls["ohem_half_lr"]
+    i = rows.index(
+        f"| {half['label']} | {half['question']} | [0] | 50.5 | 80.0 | "
+        f"{controls['faster_rcnn_half_lr']['label']} | 53.0 | -2.5 |"
+    )
+    # The second comparison of the same run: its cells left empty; OHEM at LR 0.01 diverged.
+    assert (
+        rows[i + 1]
+        == "|  |  |  |  |  | OHEM (paper) | - (diverged: seed 0 (after iteration 119)) | - |"
+    )
+    assert (
+        f"| {controls['faster_rcnn_half_lr']['label']} | "
+        f"{controls['faster_rcnn_half_lr']['question']} | [0] | 53.0 | 80.0 | "
+        "Faster R-CNN, random sampling | 55.0 | -2.0 |"
+    ) in rows
+    assert (
+        f"- {half['label']}: `BCCD/faster_rcnn_effnetlite0_FPN_ohem.yaml` `SOLVER.BASE_LR 0.005`"
+    ) in md.splitlines()
 
 
 def test_commit_commits_the_result_file_alone(tmp_path):

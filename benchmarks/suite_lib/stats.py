@@ -18,6 +18,28 @@ def mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def paired_diffs(runs, base_runs, metric):
+    """
+    ``metric`` of each run minus that of the baseline's run of the same seed, in the order of
+    ``runs``: only the seeds both have, with the metric in both (a diverged run has none).
+
+    Args:
+        runs, base_runs (list[dict]): result files' contents (``seed``, ``metrics``).
+        metric (str): one of ``METRICS``.
+
+    Returns:
+        list[float]: one difference per paired seed.
+    """
+    base_by_seed = {r["seed"]: r for r in base_runs}
+    return [
+        r["metrics"][metric] - base_by_seed[r["seed"]]["metrics"][metric]
+        for r in runs
+        if r["seed"] in base_by_seed
+        and r["metrics"][metric] is not None
+        and base_by_seed[r["seed"]]["metrics"][metric] is not None
+    ]
+
+
 def _median_time(rs):
     return statistics.median([r["iter_time_s"] for r in rs if r["iter_time_s"]] or [float("nan")])
 
@@ -40,16 +62,8 @@ def summarize(results):
         row["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rs), default=None)
         b = m["baseline"]
         if b and runs.get(b):
-            base_by_seed = {r["seed"]: r for r in runs[b]}
             for k in METRICS:
-                diffs = [
-                    r["metrics"][k] - base_by_seed[r["seed"]]["metrics"][k]
-                    for r in rs
-                    if r["seed"] in base_by_seed
-                    and r["metrics"][k] is not None
-                    and base_by_seed[r["seed"]]["metrics"][k] is not None
-                ]
-                row["delta_" + k] = mean_std(diffs)
+                row["delta_" + k] = mean_std(paired_diffs(rs, runs[b], k))
             bt = _median_time(runs[b])
             row["time_ratio"] = row["iter_time_s"] / bt if bt else None
         out[m["key"]] = row

@@ -5,6 +5,7 @@ the weights: finite losses, the overrides in the written config, an evaluation; 
 annotations; the 2-process CPU run with identical weights on both workers.
 """
 
+import json
 import math
 
 import pytest
@@ -91,3 +92,21 @@ def test_e2e_yacs_two_process(tmp_path):
     )
     assert_workers_agree(out)
     assert any("bbox/AP" in m for m in read_metrics(out))
+
+
+@pytest.mark.slow
+def test_benchmark_quick(tmp_path):
+    """benchmarks/bench_libra_fcos.py --quick: one iteration of everything, every row."""
+    from helpers import run_script
+
+    out = tmp_path / "bench.json"
+    run_script("benchmarks/bench_libra_fcos.py", "--quick", "--json", out)
+    res = json.loads(out.read_text())
+    assert set(res["training"]["ratios"]) == {
+        "FCOS + ATSS / FCOS",
+        "Libra R-CNN / Faster R-CNN",
+        "+ sampler / Faster R-CNN",
+        "+ BFP / Faster R-CNN",
+    }
+    assert all(v > 0 for v in res["training"]["ms"].values())
+    assert res["box_loss"]["box_head"] > 0 and res["box_loss"]["balanced_l1"] > 0
