@@ -100,8 +100,8 @@ def record_choices(model, choices: list, proposals_file: str):
         return
     label_anchors = model.label_anchors
 
-    def dense_label_anchors(anchors, gt_instances):
-        gt_labels, boxes = label_anchors(anchors, gt_instances)
+    def dense_label_anchors(anchors, gt_instances, *grid):
+        gt_labels, boxes = label_anchors(anchors, gt_instances, *grid)
         for labels in gt_labels:
             fg = ((labels >= 0) & (labels != model.num_classes)).nonzero().flatten()
             choices.append({"index": fg.tolist(), "label": labels[fg].tolist()})
