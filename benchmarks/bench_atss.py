@@ -191,10 +191,10 @@ def bench_training(quick, threads):
     ms per training iteration of the tiny synthetic ATSS, RetinaNet+ATSS and RetinaNet, and of
     the two ATSS models with the grid path off (their matcher given no grid), interleaved.
     """
+    from _common import time_interleaved
     from detectron2.data import DatasetCatalog, DatasetMapper
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
-    from detectron2.utils.events import EventStorage
 
     import d2_sampling  # noqa: F401
     from d2_sampling.data import prepare_datasets
@@ -255,16 +255,8 @@ def bench_training(quick, threads):
         loss.backward()
         opt.step()
 
-    times = {name: [] for name in runs}
     iters, warmup = (1, 1) if quick else (25, 3)
-    with EventStorage():
-        for i in range(warmup + iters):
-            for name in runs if i % 2 == 0 else reversed(list(runs)):
-                t = time.perf_counter()
-                step(name)
-                if i >= warmup:
-                    times[name].append((time.perf_counter() - t) * 1e3)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = time_interleaved({name: (lambda name=name: step(name)) for name in runs}, iters, warmup)
     return {
         "batch_size": batch_size,
         "image_shapes": [list(s) for s in shapes],

@@ -24,10 +24,8 @@ import statistics
 import time
 
 import torch
-from _common import fixed_batch, load_cfg
+from _common import fixed_batch, load_cfg, time_interleaved, training_step
 from detectron2.modeling import build_model
-from detectron2.solver import build_optimizer
-from detectron2.utils.events import EventStorage
 from fvcore.nn import smooth_l1_loss
 
 import d2_sampling  # noqa: F401  (registers models and datasets)
@@ -60,29 +58,8 @@ RATIOS = [
 def bench_training(iters, warmup):
     cfgs = {name: load_cfg(cfg, opts) for name, (cfg, opts) in MODELS.items()}
     batch = fixed_batch(cfgs["Faster R-CNN"], 4, 320)
-    runs = {}
-    for name, cfg in cfgs.items():
-        torch.manual_seed(0)
-        model = build_model(cfg)
-        model.train()
-        runs[name] = (model, build_optimizer(cfg, model))
-
-    def step(name):
-        model, opt = runs[name]
-        loss = sum(model(batch).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    times = {name: [] for name in runs}
-    with EventStorage():
-        for i in range(warmup + iters):
-            for name in runs if i % 2 == 0 else reversed(list(runs)):
-                t = time.perf_counter()
-                step(name)
-                if i >= warmup:
-                    times[name].append((time.perf_counter() - t) * 1e3)
-    ms = {k: statistics.median(v) for k, v in times.items()}
+    steps = {name: training_step(cfg, batch) for name, cfg in cfgs.items()}
+    ms = time_interleaved(steps, iters, warmup)
     ratios = {label: ms[a] / ms[b] for label, a, b, _ in RATIOS}
     return {"ms": ms, "ratios": ratios, "targets": {r[0]: r[3] for r in RATIOS if r[3]}}
 

@@ -17,6 +17,10 @@ __all__ = [
     "add_ohem_config",
     "add_iou_balanced_config",
     "add_atss_config",
+    "add_fcos_config",
+    "add_libra_config",
+    "add_roi_sampler_config",
+    "add_iou_balanced_rpn_config",
 ]
 
 
@@ -186,6 +190,41 @@ def add_libra_config(cfg):
     cfg.MODEL.ROI_BOX_HEAD.BALANCED_L1.BETA = 1.0
 
 
+def add_roi_sampler_config(cfg):
+    """
+    ``MODEL.ROI_SAMPLER``: the training-ROI sampler as a choice, for any ``StandardROIHeads``
+    subclass (Cascade R-CNN included): ``MODEL.ROI_HEADS.NAME: "SampledROIHeads"`` builds the
+    heads named by ``MODEL.ROI_SAMPLER.HEADS`` and gives them the sampler named by
+    ``MODEL.ROI_SAMPLER.NAME``, with its settings from ``MODEL.IOU_BALANCED`` / ``MODEL.OHEM``.
+    docs/samplers.md.
+    """
+    cfg.MODEL.ROI_SAMPLER = CN()
+    # A name in ROI_SAMPLER_REGISTRY: "RandomSampling" (Detectron2's own), "IoUBalancedSampling"
+    # (Libra R-CNN) or "OHEMSampling" (online hard example mining).
+    cfg.MODEL.ROI_SAMPLER.NAME = "RandomSampling"
+    # The ROI heads that get the sampler: a name in ROI_HEADS_REGISTRY ("StandardROIHeads",
+    # "CascadeROIHeads", or a user's StandardROIHeads subclass).
+    cfg.MODEL.ROI_SAMPLER.HEADS = "StandardROIHeads"
+
+
+def add_iou_balanced_rpn_config(cfg):
+    """
+    ``MODEL.RPN.IOU_BALANCED``: IoU-balanced sampling of the RPN's training anchors,
+    ``MODEL.PROPOSAL_GENERATOR.NAME: "IoUBalancedRPN"`` (not in Libra R-CNN's released config,
+    which balances only the ROI head). The same settings as ``MODEL.IOU_BALANCED``, for the
+    anchors; the anchor batch and positive fraction stay ``MODEL.RPN.BATCH_SIZE_PER_IMAGE`` /
+    ``POSITIVE_FRACTION``.
+    """
+    cfg.MODEL.RPN.IOU_BALANCED = CN()
+    # K, equal-width IoU bins over the negatives' IoUs [0, MODEL.RPN.IOU_THRESHOLDS[0]).
+    cfg.MODEL.RPN.IOU_BALANCED.NUM_BINS = 3
+    # As MODEL.IOU_BALANCED.FLOOR_THR / FLOOR_FRACTION: < 0 disables the floor set.
+    cfg.MODEL.RPN.IOU_BALANCED.FLOOR_THR = -1.0
+    cfg.MODEL.RPN.IOU_BALANCED.FLOOR_FRACTION = 0.0
+    # Spread the positive anchors evenly over the GT instances (False: uniform, Detectron2's).
+    cfg.MODEL.RPN.IOU_BALANCED.INSTANCE_BALANCED_POSITIVES = True
+
+
 def add_d2_sampling_config(cfg):
     """
     Add every d2_sampling key to ``cfg`` (a Detectron2 ``CfgNode`` from ``get_cfg()``).
@@ -201,4 +240,6 @@ def add_d2_sampling_config(cfg):
     add_atss_config(cfg)
     add_fcos_config(cfg)
     add_libra_config(cfg)
+    add_roi_sampler_config(cfg)
+    add_iou_balanced_rpn_config(cfg)
     return cfg

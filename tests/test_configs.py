@@ -102,10 +102,19 @@ def test_yacs_and_lazy_twins_build_the_same_model(path):
         assert type(yroi) is type(lroi)
         for attr in ("batch_size_per_image", "positive_fraction", "num_classes"):
             assert getattr(yroi, attr) == getattr(lroi, attr), attr
-        ypred, lpred = yroi.box_predictor, lroi.box_predictor
-        assert type(ypred) is type(lpred)
-        assert ypred.box_reg_loss_type == lpred.box_reg_loss_type
-        assert getattr(ypred, "balanced_l1", None) == getattr(lpred, "balanced_l1", None)
+        # One predictor, or one per stage (Cascade R-CNN).
+        ypreds, lpreds = yroi.box_predictor, lroi.box_predictor
+        if not isinstance(ypreds, torch.nn.ModuleList):
+            ypreds, lpreds = [ypreds], [lpreds]
+        assert len(ypreds) == len(lpreds)
+        for ypred, lpred in zip(ypreds, lpreds):
+            assert type(ypred) is type(lpred)
+            assert ypred.box_reg_loss_type == lpred.box_reg_loss_type
+            yw, lw = ypred.box2box_transform.weights, lpred.box2box_transform.weights
+            assert [float(w) for w in yw] == [float(w) for w in lw]
+            assert getattr(ypred, "balanced_l1", None) == getattr(lpred, "balanced_l1", None)
+        for attr in ("ohem_batch_size_per_image", "ohem_loss", "num_bins", "floor_thr"):
+            assert getattr(yroi, attr, None) == getattr(lroi, attr, None), attr
     ybfp = getattr(ymodel.backbone, "refine_level", None)
     assert ybfp == getattr(lmodel.backbone, "refine_level", None)
 

@@ -19,10 +19,17 @@ from .iou_balanced_sampling import (
 from .meta_arch import ATSS, FCOSATSS, ATSSHead, ConfigurableFCOS, RetinaNetATSS
 from .neck import BalancedFeaturePyramid, NonLocal2d, build_bfp_backbone
 from .roi_heads import (
+    ROI_SAMPLER_REGISTRY,
     BalancedL1FastRCNNOutputLayers,
     IoUBalancedROIHeads,
+    IoUBalancedSampling,
     OHEMROIHeads,
+    OHEMSampling,
+    RandomSampling,
+    SampledROIHeads,
     fast_rcnn_per_roi_losses,
+    sampled_roi_heads,
+    with_roi_sampler,
 )
 
 __all__ = [
@@ -47,6 +54,14 @@ __all__ = [
     "iou_balanced_subsample",
     "iou_bin_index",
     "IoUBalancedROIHeads",
+    # the sampler as a choice, for any StandardROIHeads subclass
+    "ROI_SAMPLER_REGISTRY",
+    "RandomSampling",
+    "IoUBalancedSampling",
+    "OHEMSampling",
+    "SampledROIHeads",
+    "sampled_roi_heads",
+    "with_roi_sampler",
     # Libra R-CNN's other two parts
     "balanced_l1_loss",
     "BalancedL1FastRCNNOutputLayers",

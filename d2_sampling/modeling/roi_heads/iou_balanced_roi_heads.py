@@ -7,6 +7,9 @@ proposals as Detectron2 does, carries each one's IoU and matched GT into the sam
 what the sampler reports it drew. Matching, box/mask heads, losses and inference are
 Detectron2's, unchanged. Semantics and departures from the paper and MMDetection:
 docs/iou_balanced.md.
+
+The sampling itself is :class:`IoUBalancedSamplingMixin`, so that other heads (Cascade R-CNN,
+a user's ``StandardROIHeads`` subclass) get it through ``with_roi_sampler`` (docs/samplers.md).
 """
 
 from typing import List
@@ -22,7 +25,7 @@ from ..iou_balanced_sampling import IoUBalancedSampler, NegativeBins, check_iou_
 from .balanced_l1_fast_rcnn import BalancedL1FastRCNNOutputLayers
 from .labeling import label_proposals, select_training_rois
 
-__all__ = ["IoUBalancedROIHeads"]
+__all__ = ["IoUBalancedROIHeads", "IoUBalancedSamplingMixin", "iou_balanced_sampling_args"]
 
 # How a bad value is named: its yacs key, and the argument for LazyConfig users.
 _CONFIG_NAMES = {
@@ -33,37 +36,23 @@ _CONFIG_NAMES = {
 }
 
 
-@ROI_HEADS_REGISTRY.register()
-class IoUBalancedROIHeads(StandardROIHeads):
+class IoUBalancedSamplingMixin:
     """
-    ``StandardROIHeads`` with Libra R-CNN's ROI sampler (``ROI_HEADS.NAME:
-    "IoUBalancedROIHeads"``, or ``_target_`` in a LazyConfig).
-
-    In training, each image's ``batch_size_per_image`` ROIs are drawn by the head's
-    :class:`~d2_sampling.modeling.IoUBalancedSampler` (``self.sampler``, built once): negatives
-    spread over ``num_bins`` equal-width IoU bins, positives spread over the GT instances.
-    Everything else is ``StandardROIHeads``.
-
-    Logged to ``EventStorage`` at every training step (means over the images of the batch):
-
-    - ``roi_head/iou_balanced_neg_bin{k}``: sampled negatives in IoU bin ``k``, as the sampler
-      reports them (the bins it used for that image), ``roi_head/iou_balanced_neg_floor`` with a
-      floor set;
-    - ``roi_head/iou_balanced_neg_mean_iou``: mean IoU of the sampled negatives (all images);
-    - ``roi_head/iou_balanced_num_gt_sampled``: GTs with at least one sampled positive, and
-      ``roi_head/iou_balanced_num_gt``: GTs per image, for reference;
-    - Detectron2's ``roi_head/num_fg_samples`` and ``roi_head/num_bg_samples``.
+    The IoU-balanced ROI sampler, for any ``StandardROIHeads`` subclass: put it before that
+    class in the bases (``IoUBalancedROIHeads``), or give it to built heads with
+    :func:`~d2_sampling.modeling.with_roi_sampler` (``IoUBalancedSampling``, Cascade R-CNN
+    included). It replaces ``label_and_sample_proposals`` only: labelling, heads, losses and
+    inference stay the host class's. :meth:`setup_iou_balanced_sampling` must be called once,
+    after the host class's ``__init__``.
     """
 
-    @configurable
-    def __init__(
+    def setup_iou_balanced_sampling(
         self,
         *,
         num_bins: int = 3,
         floor_thr: float = -1.0,
         floor_fraction: float = 0.0,
         instance_balanced_positives: bool = True,
-        **kwargs,
     ):
         """
         Args:
@@ -74,12 +63,10 @@ class IoUBalancedROIHeads(StandardROIHeads):
                 in [0, 1].
             instance_balanced_positives (bool): spread the positives evenly over GT instances
                 (False: uniform positives, as Detectron2).
-            kwargs: arguments of ``StandardROIHeads``.
 
         Raises:
             ValueError: a bad value, naming its config key.
         """
-        super().__init__(**kwargs)
         # Checked once, here, naming the config keys; the sampler is then called every step
         # without re-checking.
         check_iou_balanced_args(
@@ -100,26 +87,6 @@ class IoUBalancedROIHeads(StandardROIHeads):
     @property
     def floor_fraction(self) -> float:
         return self.sampler.floor_fraction
-
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        ret.update(
-            num_bins=cfg.MODEL.IOU_BALANCED.NUM_BINS,
-            floor_thr=cfg.MODEL.IOU_BALANCED.FLOOR_THR,
-            floor_fraction=cfg.MODEL.IOU_BALANCED.FLOOR_FRACTION,
-            instance_balanced_positives=cfg.MODEL.IOU_BALANCED.INSTANCE_BALANCED_POSITIVES,
-        )
-        return ret
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        """StandardROIHeads' box head; with ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE:
-        "balanced_l1"`` its predictor is :class:`BalancedL1FastRCNNOutputLayers` (Libra R-CNN)."""
-        ret = super()._init_box_head(cfg, input_shape)
-        if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE == "balanced_l1":
-            ret["box_predictor"] = BalancedL1FastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret
 
     @torch.no_grad()
     def label_and_sample_proposals(
@@ -204,3 +171,80 @@ class IoUBalancedROIHeads(StandardROIHeads):
             storage.put_scalar("roi_head/iou_balanced_neg_mean_iou", iou_sum / num_neg)
         storage.put_scalar("roi_head/iou_balanced_num_gt_sampled", mean[k + 4])
         storage.put_scalar("roi_head/iou_balanced_num_gt", mean[k + 5])
+
+
+@ROI_HEADS_REGISTRY.register()
+class IoUBalancedROIHeads(IoUBalancedSamplingMixin, StandardROIHeads):
+    """
+    ``StandardROIHeads`` with Libra R-CNN's ROI sampler (``ROI_HEADS.NAME:
+    "IoUBalancedROIHeads"``, or ``_target_`` in a LazyConfig).
+
+    In training, each image's ``batch_size_per_image`` ROIs are drawn by the head's
+    :class:`~d2_sampling.modeling.IoUBalancedSampler` (``self.sampler``, built once): negatives
+    spread over ``num_bins`` equal-width IoU bins, positives spread over the GT instances.
+    Everything else is ``StandardROIHeads``; with ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE:
+    "balanced_l1"`` the box predictor is Libra R-CNN's balanced L1 one.
+
+    Logged to ``EventStorage`` at every training step (means over the images of the batch):
+
+    - ``roi_head/iou_balanced_neg_bin{k}``: sampled negatives in IoU bin ``k``, as the sampler
+      reports them (the bins it used for that image), ``roi_head/iou_balanced_neg_floor`` with a
+      floor set;
+    - ``roi_head/iou_balanced_neg_mean_iou``: mean IoU of the sampled negatives (all images);
+    - ``roi_head/iou_balanced_num_gt_sampled``: GTs with at least one sampled positive, and
+      ``roi_head/iou_balanced_num_gt``: GTs per image, for reference;
+    - Detectron2's ``roi_head/num_fg_samples`` and ``roi_head/num_bg_samples``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_bins: int = 3,
+        floor_thr: float = -1.0,
+        floor_fraction: float = 0.0,
+        instance_balanced_positives: bool = True,
+        **kwargs,
+    ):
+        """
+        Args:
+            num_bins, floor_thr, floor_fraction, instance_balanced_positives: see
+                :meth:`IoUBalancedSamplingMixin.setup_iou_balanced_sampling`.
+            kwargs: arguments of ``StandardROIHeads``.
+
+        Raises:
+            ValueError: a bad value, naming its config key.
+        """
+        super().__init__(**kwargs)
+        self.setup_iou_balanced_sampling(
+            num_bins=num_bins,
+            floor_thr=floor_thr,
+            floor_fraction=floor_fraction,
+            instance_balanced_positives=instance_balanced_positives,
+        )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret.update(iou_balanced_sampling_args(cfg))
+        return ret
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        """StandardROIHeads' box head; with ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE:
+        "balanced_l1"`` its predictor is :class:`BalancedL1FastRCNNOutputLayers` (Libra R-CNN)."""
+        ret = super()._init_box_head(cfg, input_shape)
+        if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE == "balanced_l1":
+            ret["box_predictor"] = BalancedL1FastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
+        return ret
+
+
+def iou_balanced_sampling_args(cfg):
+    """``MODEL.IOU_BALANCED.*`` as the arguments of
+    :meth:`IoUBalancedSamplingMixin.setup_iou_balanced_sampling`."""
+    return dict(
+        num_bins=cfg.MODEL.IOU_BALANCED.NUM_BINS,
+        floor_thr=cfg.MODEL.IOU_BALANCED.FLOOR_THR,
+        floor_fraction=cfg.MODEL.IOU_BALANCED.FLOOR_FRACTION,
+        instance_balanced_positives=cfg.MODEL.IOU_BALANCED.INSTANCE_BALANCED_POSITIVES,
+    )

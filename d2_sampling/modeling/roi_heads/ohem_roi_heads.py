@@ -1,7 +1,9 @@
 """
 ``OHEMROIHeads``: Detectron2's ``StandardROIHeads`` trained with online hard example mining
 (Shrivastava, Gupta, Girshick, "Training Region-based Object Detectors with Online Hard Example
-Mining", CVPR 2016, arXiv 1604.03540).
+Mining", CVPR 2016, arXiv 1604.03540). The mining is :class:`OHEMSamplingMixin`, so that other
+heads (Cascade R-CNN, a user's ``StandardROIHeads`` subclass) get it through
+``with_roi_sampler`` (docs/samplers.md).
 
 In training, every proposal of an image (ground truth appended, labelled by the usual matcher,
 ignored ones removed) is scored by its current loss in a read-only pass of the box head, and
@@ -13,7 +15,7 @@ paper and from MMDetection's ``OHEMSampler`` are in docs/ohem.md.
 
 import logging
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ from ..hard_example_mining import select_hard_examples
 from .fast_rcnn_losses import fast_rcnn_per_roi_losses
 from .labeling import add_gt_fields, label_proposals, select_training_rois
 
-__all__ = ["OHEMROIHeads", "OHEM_LOSSES"]
+__all__ = ["OHEMROIHeads", "OHEMSamplingMixin", "OHEM_LOSSES", "ohem_sampling_args"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,19 +50,21 @@ def _restore_buffers(*modules: torch.nn.Module):
                 buf.copy_(value)
 
 
-@ROI_HEADS_REGISTRY.register()
-class OHEMROIHeads(StandardROIHeads):
+class OHEMSamplingMixin:
     """
-    ``StandardROIHeads`` whose training RoIs are chosen by online hard example mining instead
-    of random sampling (``ROI_HEADS.NAME: "OHEMROIHeads"``, or ``_target_`` in a LazyConfig).
-    The algorithm and the loss normalisation: docs/ohem.md.
+    Online hard example mining as the training-RoI choice of any ``StandardROIHeads`` subclass:
+    put it before that class in the bases (``OHEMROIHeads``), or give it to built heads with
+    :func:`~d2_sampling.modeling.with_roi_sampler` (``OHEMSampling``; Cascade R-CNN included,
+    where the RoIs are scored and chosen with the first stage's box head, docs/samplers.md).
+    It replaces ``label_and_sample_proposals``; the host class's forward, heads, losses and
+    inference are unchanged. :meth:`setup_ohem_sampling` must be called once, after the host
+    class's ``__init__``.
 
-    ``batch_size_per_image`` and ``positive_fraction`` of the base class (yacs
-    ``MODEL.ROI_HEADS.*``) are accepted but not used; the ``ohem_*`` arguments replace them.
+    ``batch_size_per_image`` and ``positive_fraction`` of the host (yacs ``MODEL.ROI_HEADS.*``)
+    are not used; the ``ohem_*`` settings replace them.
     """
 
-    @configurable
-    def __init__(
+    def setup_ohem_sampling(
         self,
         *,
         ohem_batch_size_per_image: int = 64,
@@ -68,7 +72,6 @@ class OHEMROIHeads(StandardROIHeads):
         ohem_nms_thresh: float = 0.7,
         ohem_positive_fraction: float = -1.0,
         ohem_max_pool_size: int = -1,
-        **kwargs,
     ):
         """
         Args:
@@ -83,12 +86,10 @@ class OHEMROIHeads(StandardROIHeads):
             ohem_max_pool_size (int): cap on the RoIs scored per image, highest objectness
                 first; -1 for no cap, else ``>= ohem_batch_size_per_image``
                 (``MODEL.OHEM.MAX_POOL_SIZE``).
-            kwargs: the arguments of ``StandardROIHeads``.
 
         Raises:
             ValueError: a value out of range; the message names the yacs key.
         """
-        super().__init__(**kwargs)
 
         def bad(key, value, want):
             return ValueError(
@@ -125,40 +126,42 @@ class OHEMROIHeads(StandardROIHeads):
         self.ohem_nms_thresh = ohem_nms_thresh
         self.ohem_positive_fraction = ohem_positive_fraction
         self.ohem_max_pool_size = int(ohem_max_pool_size)
+        self._ohem_features = None
 
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        ret.update(
-            ohem_batch_size_per_image=cfg.MODEL.OHEM.BATCH_SIZE_PER_IMAGE,
-            ohem_loss=cfg.MODEL.OHEM.LOSS,
-            ohem_nms_thresh=cfg.MODEL.OHEM.NMS_THRESH,
-            ohem_positive_fraction=cfg.MODEL.OHEM.POSITIVE_FRACTION,
-            ohem_max_pool_size=cfg.MODEL.OHEM.MAX_POOL_SIZE,
-        )
-        return ret
-
-    def forward(
-        self,
-        images,
-        features: Dict[str, torch.Tensor],
-        proposals: List[Instances],
-        targets: Optional[List[Instances]] = None,
-    ):
+    def forward(self, images, features, proposals, targets=None):
         """
-        See :meth:`StandardROIHeads.forward`. In training, returns the selected (hard) RoIs
-        of each image, with their ``gt_*`` fields, and the losses computed on them only.
+        The host class's forward. In training, its ``label_and_sample_proposals`` call is
+        answered by :meth:`label_and_mine_proposals` on these ``features``: it returns the
+        selected (hard) RoIs of each image, with their ``gt_*`` fields, and the losses are
+        computed on them only.
         """
         if not self.training:
             return super().forward(images, features, proposals, targets)
-        del images
         assert targets, "'targets' argument is required during training"
-        proposals = self.label_and_mine_proposals(features, proposals, targets)
-        del targets
-        losses = self._forward_box(features, proposals)
-        losses.update(self._forward_mask(features, proposals))
-        losses.update(self._forward_keypoint(features, proposals))
-        return proposals, losses
+        self._ohem_features = features  # read by label_and_sample_proposals, this call only
+        try:
+            return super().forward(images, features, proposals, targets)
+        finally:
+            self._ohem_features = None
+
+    def label_and_sample_proposals(
+        self, proposals: List[Instances], targets: List[Instances]
+    ) -> List[Instances]:
+        """The hard RoIs (:meth:`label_and_mine_proposals`), on the features of the
+        ``forward`` being run."""
+        if self._ohem_features is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: OHEM scores RoIs on the backbone features; call the "
+                "heads' forward (training mode), or label_and_mine_proposals(features, ...)"
+            )
+        return self.label_and_mine_proposals(self._ohem_features, proposals, targets)
+
+    def _scoring_heads(self):
+        """The box head and predictor that score the pool: the only ones, or the first
+        stage's in a cascade (``ModuleList`` of per-stage heads)."""
+        if isinstance(self.box_head, torch.nn.ModuleList):
+            return self.box_head[0], self.box_predictor[0]
+        return self.box_head, self.box_predictor
 
     # ----------------------------------------------------------------------------------------
     # Steps of the training forward; public so that tools and benchmarks can time and inspect
@@ -221,12 +224,13 @@ class OHEMROIHeads(StandardROIHeads):
         """
         if sum(len(p) for p in pools) == 0:
             return [p.gt_classes.new_zeros(0, dtype=torch.float32) for p in pools]
-        with _restore_buffers(self.box_head, self.box_predictor):
+        box_head, box_predictor = self._scoring_heads()
+        with _restore_buffers(box_head, box_predictor):
             box_features = self.box_pooler(
                 [features[f] for f in self.box_in_features], [p.proposal_boxes for p in pools]
             )
-            predictions = self.box_predictor(self.box_head(box_features))
-        loss_cls, loss_box = fast_rcnn_per_roi_losses(self.box_predictor, predictions, pools)
+            predictions = box_predictor(box_head(box_features))
+        loss_cls, loss_box = fast_rcnn_per_roi_losses(box_predictor, predictions, pools)
         loss = loss_cls + loss_box if self.ohem_loss == "cls+box" else loss_cls
         return list(loss.float().split([len(p) for p in pools]))
 
@@ -298,3 +302,60 @@ class OHEMROIHeads(StandardROIHeads):
             storage.put_scalar("roi_head/ohem_loss_pool", float(all_loss.mean()))
         if sel_loss.numel():
             storage.put_scalar("roi_head/ohem_loss_selected", float(sel_loss.mean()))
+
+
+@ROI_HEADS_REGISTRY.register()
+class OHEMROIHeads(OHEMSamplingMixin, StandardROIHeads):
+    """
+    ``StandardROIHeads`` whose training RoIs are chosen by online hard example mining instead
+    of random sampling (``ROI_HEADS.NAME: "OHEMROIHeads"``, or ``_target_`` in a LazyConfig).
+    The algorithm and the loss normalisation: docs/ohem.md.
+
+    ``batch_size_per_image`` and ``positive_fraction`` of the base class (yacs
+    ``MODEL.ROI_HEADS.*``) are accepted but not used; the ``ohem_*`` arguments replace them.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        ohem_batch_size_per_image: int = 64,
+        ohem_loss: str = "cls+box",
+        ohem_nms_thresh: float = 0.7,
+        ohem_positive_fraction: float = -1.0,
+        ohem_max_pool_size: int = -1,
+        **kwargs,
+    ):
+        """
+        Args:
+            ohem_*: see :meth:`OHEMSamplingMixin.setup_ohem_sampling`.
+            kwargs: the arguments of ``StandardROIHeads``.
+
+        Raises:
+            ValueError: a value out of range; the message names the yacs key.
+        """
+        super().__init__(**kwargs)
+        self.setup_ohem_sampling(
+            ohem_batch_size_per_image=ohem_batch_size_per_image,
+            ohem_loss=ohem_loss,
+            ohem_nms_thresh=ohem_nms_thresh,
+            ohem_positive_fraction=ohem_positive_fraction,
+            ohem_max_pool_size=ohem_max_pool_size,
+        )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret.update(ohem_sampling_args(cfg))
+        return ret
+
+
+def ohem_sampling_args(cfg):
+    """``MODEL.OHEM.*`` as the arguments of :meth:`OHEMSamplingMixin.setup_ohem_sampling`."""
+    return dict(
+        ohem_batch_size_per_image=cfg.MODEL.OHEM.BATCH_SIZE_PER_IMAGE,
+        ohem_loss=cfg.MODEL.OHEM.LOSS,
+        ohem_nms_thresh=cfg.MODEL.OHEM.NMS_THRESH,
+        ohem_positive_fraction=cfg.MODEL.OHEM.POSITIVE_FRACTION,
+        ohem_max_pool_size=cfg.MODEL.OHEM.MAX_POOL_SIZE,
+    )
