@@ -115,6 +115,13 @@ def parse_args(argv):
     scratch.add_argument("--coco", action="store_true", help="coco_tiny rows also with --quick")
     scratch.add_argument("--coco-iters", type=int, help="iterations of a coco_tiny run (100)")
     scratch.add_argument("--no-speed", action="store_true", help="skip the bench_*.py scripts")
+    parser.add_argument(
+        "--extra",
+        action="store_true",
+        help="run the regime's opt-in methods instead of its default ones (bccd: FCOS, FCOS + "
+        "ATSS, Libra R-CNN and its sampler + BFP step, Cascade R-CNN with each sampler); "
+        "those compared with a default method (Libra R-CNN vs Faster R-CNN) pair with its runs",
+    )
     controls = parser.add_argument_group("bccd and synthetic-scratch only")
     controls.add_argument(
         "--controls",
@@ -233,18 +240,23 @@ def plan(regime, args, work, results_dir, suite_command):
     finished (the controls that start from one of their final weights, "weights_from"), and
     the speed scripts to run.
     """
-    keys = [m.key for m in regime.methods]
+    keys = [m.key for m in regime.all_methods]
+    if args.extra and not regime.extra_methods:
+        raise SystemExit(f"suite.py: --extra: regime {regime.name} has no opt-in methods")
     if args.methods:
         unknown = set(args.methods) - set(keys)
         if unknown:
             raise SystemExit(
                 f"suite.py: unknown --methods {sorted(unknown)}; {regime.name}: {keys}"
             )
-        chosen = [m for m in regime.methods if m.key in args.methods]
+        chosen = [m for m in regime.all_methods if m.key in args.methods]
     elif args.quick:
         chosen = [m for m in regime.methods if m.key in regime.quick_methods]
     else:
         chosen = list(regime.methods)
+    if args.extra and not args.methods:
+        # Only the opt-in methods: their baselines of the default set are taken from its runs.
+        chosen = list(regime.extra_methods)
     quick = args.quick
     iters = args.iters if args.iters is not None else (2 if quick else regime.iters)
     eval_period = (

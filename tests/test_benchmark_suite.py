@@ -463,6 +463,9 @@ def test_papers_table_from_result_files(tmp_path):
     # RetinaNet seed 0 only, ATSS seed 1 only: both ran, no seed in common.
     put("retinanet", 0, 40.0)
     put("atss", 1, 45.0)
+    # An opt-in method (--extra) against a default one: Libra R-CNN at +3 and +1 (seeds 0, 1).
+    put("libra", 0, 53.0)
+    put("libra", 1, 53.0)
 
     sections = {
         n: lib.store.regime_results(r, results_dir, out) for n, r in lib.regimes.REGIMES.items()
@@ -476,7 +479,7 @@ def test_papers_table_from_result_files(tmp_path):
         "ours: synthetic, pretrained",
         "ours: synthetic, from scratch",
     ]
-    labels = {m.key: m.label for m in regime.methods}
+    labels = {m.key: m.label for m in regime.all_methods}
 
     def cells(method, baseline):
         row = _row(md, f"{labels[method]} vs {labels[baseline]}")
@@ -503,7 +506,15 @@ def test_papers_table_from_result_files(tmp_path):
         "no seed with both runs finished",
         "not run",
     ]
-    # One row per published comparison, each a method of every regime against its baseline.
+    assert cells("libra", "faster_rcnn") == [
+        "AP 35.9 → 38.5 (+2.6)",
+        "AP +2.0 ± 1.4 (2 seeds)",
+        "not run",
+        "not run",
+    ]
+    assert cells("fcos_atss", "fcos")[:2] == ["AP 38.6 → 39.2 (+0.6)", "not run"]
+    # One row per published comparison, each a method of every regime (the opt-in ones: of
+    # every regime that has them) against its baseline.
     published = suite_lib.papers.PUBLISHED
     assert [e["method"] for e in published] == [
         "ohem",
@@ -511,10 +522,18 @@ def test_papers_table_from_result_files(tmp_path):
         "iou_balanced",
         "retinanet_atss",
         "atss",
+        "fcos_atss",
+        "libra_sampler_bfp",
+        "libra",
     ]
     for e in published:
         for r in lib.regimes.REGIMES.values():
-            assert r.method(e["method"]).baseline == e["baseline"]
+            if e["method"] in {m.key for m in r.methods}:
+                assert r.method(e["method"]).baseline == e["baseline"]
+            else:
+                assert e["method"] in {m.key for m in r.extra_methods} or not r.extra_methods
+                assert e["method"] in {m.key for m in lib.regimes.REGIMES["bccd"].extra_methods}
+        assert lib.regimes.REGIMES["bccd"].method(e["method"]).baseline == e["baseline"]
 
     # No regime with results: no table.
     empty = tmp_path / "empty"
@@ -860,3 +879,25 @@ def test_error_profile_classifies_each_detection(tmp_path):
         assert e[k] == pytest.approx(0.2), k
     assert e["recall"] == e["tp"]
     assert error_profile(tmp_path / "missing.json", tmp_path / "gt.json") is None
+
+
+def test_plan_of_the_opt_in_methods(tmp_path):
+    """bccd: the default plan leaves the opt-in methods out; --extra runs them alone (their
+    default-set baselines come from its runs); --methods reaches both; --extra elsewhere fails."""
+    regimes = _suite_lib().regimes
+    bccd = regimes.REGIMES["bccd"]
+    work, results = tmp_path / "work", tmp_path / "results"
+    jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1"], work, results)
+    assert [j.key for j in jobs] == [m.key for m in bccd.methods]
+    jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "2", "--extra"], work, results)
+    extra = [m.key for m in bccd.extra_methods]
+    assert [j.key for j in jobs] == extra * 2 and [j.seed for j in jobs] == [0] * 7 + [1] * 7
+    for m in bccd.extra_methods:  # every baseline exists, in one set or the other
+        assert m.baseline is None or bccd.method(m.baseline).key == m.baseline
+        assert (regimes.REPO / "configs" / m.config).is_file()
+    jobs, _, _ = _plan(
+        ["--regime", "bccd", "--seeds", "1", "--methods", "libra", "faster_rcnn"], work, results
+    )
+    assert [j.key for j in jobs] == ["faster_rcnn", "libra"]
+    with pytest.raises(SystemExit, match="no opt-in methods"):
+        _plan(["--regime", "synthetic-pretrained", "--extra"], work, results)

@@ -12,6 +12,8 @@ anchors that became positive. Writes a PNG.
     python tools/visualize_atss.py --config-file configs/BCCD/atss_effnetlite0_FPN.yaml \\
         --voc-dataset bccd_val ../shared/data/bccd val --dataset bccd_val --index 0 \\
         --output x.png
+    python tools/visualize_atss.py --config-file configs/BCCD/fcos_atss_effnetlite0_FPN.yaml \\
+        --dataset bccd_val --index 0 --output docs/images/fcos_atss_assignment_bccd.png
 
 ``--coco-dataset NAME JSON IMAGE_ROOT`` and ``--voc-dataset NAME DIR SPLIT`` (Pascal VOC
 layout, as train_net.py's) register a dataset for ``--dataset`` (repeatable); so do a yacs
@@ -20,7 +22,9 @@ order (a VOC split file's).
 
 The image is resized as at test time (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``), anchors
 come from the config's model (yacs ``.yaml`` or LazyConfig ``.py``, weights are not needed:
-assignment does not depend on them) and the assignment from its ``anchor_matcher``.
+assignment does not depend on them) and the assignment from its ``anchor_matcher``; for
+``FCOSATSS`` the anchors are its squares of ``MODEL.FCOS.ATSS_ANCHOR_SCALE`` x stride centred on
+FCOS's points, one per location.
 
 Top: the image with every GT (white) and its positive anchors (its colour). Then one row per
 GT (``--max-gt`` of them, from the largest to the smallest): left, a crop with the candidate
@@ -71,6 +75,12 @@ def build(config_file, opts):
     return build_model(cfg), cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
 
 
+def assignment_anchors(model):
+    """The anchor generator ATSS assigns with: the model's own, or FCOSATSS's squares of
+    ``MODEL.FCOS.ATSS_ANCHOR_SCALE`` x stride around FCOS's points."""
+    return getattr(model, "atss_anchor_generator", None) or model.anchor_generator
+
+
 @torch.no_grad()
 def compute(model, image, gt_boxes):
     """Anchors for the image, the matcher's candidates and its final assignment."""
@@ -79,9 +89,10 @@ def compute(model, image, gt_boxes):
     div = max(model.backbone.size_divisibility, 1)
     ph, pw = (h + div - 1) // div * div, (w + div - 1) // div * div
     features = model.backbone(torch.zeros(1, 3, ph, pw))
-    anchors = model.anchor_generator([features[f] for f in model.head_in_features])
+    generator = assignment_anchors(model)
+    anchors = generator([features[f] for f in model.head_in_features])
     gt = Boxes(torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4))
-    per_location = model.anchor_generator.num_cell_anchors
+    per_location = generator.num_cell_anchors
     candidates = model.anchor_matcher.select_candidates(gt, anchors, per_location)
     matches, labels = model.anchor_matcher.assign(candidates)
     return anchors, gt, candidates, matches, labels
@@ -228,7 +239,7 @@ def main(argv=None):
     )
     anchors, gt, cands, matches, labels = compute(model, image, instances.gt_boxes.tensor)
     meta = MetadataCatalog.get(args.dataset)
-    per_location = sorted(set(model.anchor_generator.num_cell_anchors))
+    per_location = sorted(set(assignment_anchors(model).num_cell_anchors))
     title = (
         f"{type(model).__name__}: {args.dataset}[{args.index}], {image.shape[1]}x"
         f"{image.shape[0]}, k={model.anchor_matcher.topk} x "

@@ -156,7 +156,7 @@ def render_papers(sections, names):
         res = sections[n]
         quick = " (`--quick`)" if res is not None and res["settings"]["quick"] else ""
         head.append(f"ours: {REGIMES[n].short}{quick}")
-    labels = {m.key: m.label for n in names for m in REGIMES[n].methods}
+    labels = {m.key: m.label for n in names for m in REGIMES[n].all_methods}
     L = [
         _h(0, 2, "Against the papers"),
         "",

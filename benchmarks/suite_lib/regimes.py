@@ -99,6 +99,9 @@ class Regime:
     estimate: Estimate
     voc_dir: Optional[Path] = None  # a VOC-format dataset: its ground truth is converted
     controls: tuple = ()
+    # Opt-in methods (--extra), beside ``methods`` in the report once run, not in the default
+    # run set (nor in its counts and time estimate).
+    extra_methods: tuple = ()
     coco_tiny: bool = False
     speed_benches: bool = False
     needs: tuple = field(default_factory=tuple)  # paths that must exist to run it
@@ -106,8 +109,13 @@ class Regime:
     def method_table(self):
         return [m.as_dict() for m in self.methods]
 
+    @property
+    def all_methods(self):
+        """The default methods, then the opt-in ones."""
+        return self.methods + self.extra_methods
+
     def method(self, key):
-        return next(m for m in self.methods if m.key == key)
+        return next(m for m in self.all_methods if m.key == key)
 
     def available(self):
         return all(Path(p).exists() for p in self.needs)
@@ -262,6 +270,55 @@ BCCD_CONTROLS = (
     ),
 )
 
+# BCCD's opt-in methods (--extra): the issue-12 models against their baselines (FCOS + ATSS vs
+# Detectron2's FCOS; the whole Libra R-CNN and its sampler + BFP step vs the Faster R-CNN
+# baseline of the default set; Cascade R-CNN with each sampler vs Cascade R-CNN).
+BCCD_EXTRA_METHODS = (
+    Method("fcos", "FCOS", "BCCD/fcos_effnetlite0_FPN.yaml", None, "retinanet"),
+    Method(
+        "fcos_atss",
+        "FCOS + ATSS assignment",
+        "BCCD/fcos_atss_effnetlite0_FPN.yaml",
+        "fcos",
+        "retinanet",
+    ),
+    Method(
+        "libra_sampler_bfp",
+        "Libra R-CNN: sampler + BFP",
+        "BCCD/libra_faster_rcnn_effnetlite0_FPN_sampler_bfp.yaml",
+        "faster_rcnn",
+        "rcnn",
+    ),
+    Method(
+        "libra",
+        "Libra R-CNN (sampler + BFP + balanced L1)",
+        "BCCD/libra_faster_rcnn_effnetlite0_FPN.yaml",
+        "faster_rcnn",
+        "rcnn",
+    ),
+    Method(
+        "cascade",
+        "Cascade R-CNN, random sampling",
+        "BCCD/cascade_rcnn_effnetlite0_FPN.yaml",
+        None,
+        "rcnn",
+    ),
+    Method(
+        "cascade_iou_balanced",
+        "Cascade R-CNN + IoU-balanced sampling",
+        "BCCD/cascade_rcnn_effnetlite0_FPN_iou_balanced.yaml",
+        "cascade",
+        "rcnn",
+    ),
+    Method(
+        "cascade_ohem",
+        "Cascade R-CNN + OHEM (paper)",
+        "BCCD/cascade_rcnn_effnetlite0_FPN_ohem.yaml",
+        "cascade",
+        "rcnn",
+    ),
+)
+
 BCCD = Regime(
     name="bccd",
     title="BCCD, ImageNet-pretrained EfficientNet-Lite0-FPN",
@@ -298,6 +355,7 @@ BCCD = Regime(
     estimate=PRETRAINED_ESTIMATE,
     voc_dir=BCCD_DIR,
     controls=BCCD_CONTROLS,
+    extra_methods=BCCD_EXTRA_METHODS,
     needs=(BCCD_DIR / "ImageSets" / "Main" / "train.txt", BCCD_DIR / "Annotations"),
 )
 

@@ -66,7 +66,7 @@ def aggregate(regime, results_dir):
         None when the regime has no result file.
     """
     base = Path(results_dir) / regime.name
-    runs = {m.key: _load_runs(base / m.run_name) for m in regime.methods}
+    runs = {m.key: _load_runs(base / m.run_name) for m in regime.all_methods}
     done = [r for rs in runs.values() for r in rs]
     if not done:
         return None
@@ -85,7 +85,7 @@ def aggregate(regime, results_dir):
     st = newest["settings"]
     planned_methods = {k for r in done for k in r["settings"].get("methods", [])} or set(runs)
     planned_seeds = {s for r in done for s in r["settings"].get("seeds", [])}
-    methods = [m.as_dict() for m in regime.methods if m.key in planned_methods or runs[m.key]]
+    methods = [m.as_dict() for m in regime.all_methods if m.key in planned_methods or runs[m.key]]
     everything = done + list(coco.values()) + [r for c in controls for r in c["runs"]]
     threads = sorted({r["settings"].get("threads_per_run") for r in done} - {None})
     jobs = sorted({r["settings"].get("parallel_runs") for r in done} - {None})
