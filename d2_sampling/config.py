@@ -216,7 +216,8 @@ def add_iou_balanced_rpn_config(cfg):
     ``POSITIVE_FRACTION``.
     """
     cfg.MODEL.RPN.IOU_BALANCED = CN()
-    # K, equal-width IoU bins over the negatives' IoUs [0, MODEL.RPN.IOU_THRESHOLDS[0]).
+    # K, equal-width IoU bins over [max(FLOOR_THR, 0), h], h the highest IoU among an image's
+    # negative anchors (all below MODEL.RPN.IOU_THRESHOLDS[0]).
     cfg.MODEL.RPN.IOU_BALANCED.NUM_BINS = 3
     # As MODEL.IOU_BALANCED.FLOOR_THR / FLOOR_FRACTION: < 0 disables the floor set.
     cfg.MODEL.RPN.IOU_BALANCED.FLOOR_THR = -1.0

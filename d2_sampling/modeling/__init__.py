@@ -18,6 +18,7 @@ from .iou_balanced_sampling import (
 )
 from .meta_arch import ATSS, FCOSATSS, ATSSHead, ConfigurableFCOS, RetinaNetATSS
 from .neck import BalancedFeaturePyramid, NonLocal2d, build_bfp_backbone
+from .proposal_generator import IoUBalancedRPN
 from .roi_heads import (
     ROI_SAMPLER_REGISTRY,
     BalancedL1FastRCNNOutputLayers,
@@ -54,6 +55,7 @@ __all__ = [
     "iou_balanced_subsample",
     "iou_bin_index",
     "IoUBalancedROIHeads",
+    "IoUBalancedRPN",
     # the sampler as a choice, for any StandardROIHeads subclass
     "ROI_SAMPLER_REGISTRY",
     "RandomSampling",

@@ -21,7 +21,7 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ..iou_balanced_sampling import IoUBalancedSampler, NegativeBins, check_iou_balanced_args
+from ..iou_balanced_logging import IoUBalancedSettings, log_sample_stats, sample_stats
 from .balanced_l1_fast_rcnn import BalancedL1FastRCNNOutputLayers
 from .labeling import label_proposals, select_training_rois
 
@@ -36,7 +36,7 @@ _CONFIG_NAMES = {
 }
 
 
-class IoUBalancedSamplingMixin:
+class IoUBalancedSamplingMixin(IoUBalancedSettings):
     """
     The IoU-balanced ROI sampler, for any ``StandardROIHeads`` subclass: put it before that
     class in the bases (``IoUBalancedROIHeads``), or give it to built heads with
@@ -67,26 +67,9 @@ class IoUBalancedSamplingMixin:
         Raises:
             ValueError: a bad value, naming its config key.
         """
-        # Checked once, here, naming the config keys; the sampler is then called every step
-        # without re-checking.
-        check_iou_balanced_args(
-            num_bins, floor_thr, floor_fraction, self.positive_fraction, names=_CONFIG_NAMES
+        self.setup_sampler(
+            num_bins, floor_thr, floor_fraction, instance_balanced_positives, _CONFIG_NAMES
         )
-        self.sampler = IoUBalancedSampler(int(num_bins), float(floor_thr), float(floor_fraction))
-        self.instance_balanced_positives = bool(instance_balanced_positives)
-
-    # Read-only views of the sampler's settings: one copy, that cannot drift from the sampler.
-    @property
-    def num_bins(self) -> int:
-        return self.sampler.num_bins
-
-    @property
-    def floor_thr(self) -> float:
-        return self.sampler.floor_thr
-
-    @property
-    def floor_fraction(self) -> float:
-        return self.sampler.floor_fraction
 
     @torch.no_grad()
     def label_and_sample_proposals(
@@ -129,48 +112,25 @@ class IoUBalancedSamplingMixin:
             out.append(
                 select_training_rois(proposals_per_image, labels, sampled_idxs, targets_per_image)
             )
-            stats.append(self._sample_stats(labels, pos_idx, neg_idx, bins, len(targets_per_image)))
+            stats.append(
+                sample_stats(
+                    labels.ious,
+                    labels.matched_idxs,
+                    pos_idx,
+                    neg_idx,
+                    bins,
+                    len(targets_per_image),
+                )
+            )
         self._log_stats(stats)
         return out
 
-    def _sample_stats(self, labels, pos_idx, neg_idx, bins: NegativeBins, num_gt: int):
-        """
-        One image's statistics, as a (K + 6,) float tensor, kept on the device until
-        ``_log_stats`` moves the whole step's at once: sampled negatives per bin (K) and in the
-        floor set, sum of their IoUs, #positives, #negatives, #GTs with a sampled positive, #GTs.
-        The bin counts are the sampler's own (``bins``), not recomputed.
-        """
-        ious = labels.ious
-        counts = bins.counts().to(ious.dtype)
-        gt_hit = torch.zeros(num_gt, dtype=torch.bool, device=ious.device)
-        gt_hit[labels.matched_idxs[pos_idx]] = True
-        sizes = ious.new_tensor([pos_idx.numel(), neg_idx.numel()])
-        return torch.cat(
-            [
-                counts,
-                ious[neg_idx].sum()[None],
-                sizes,
-                gt_hit.sum()[None].to(ious.dtype),
-                ious.new_tensor([num_gt]),
-            ]
-        )
-
     def _log_stats(self, stats):
-        k = self.num_bins
-        per_image = torch.stack(stats).cpu()  # (N, K + 6), one host sync per step
-        mean = per_image.mean(0).tolist()
-        iou_sum, num_neg = per_image[:, k + 1].sum().item(), per_image[:, k + 3].sum().item()
+        mean = log_sample_stats(stats, "roi_head/", self.num_bins, self.floor_thr >= 0)
+        # Detectron2's own names too, so runs with and without the sampler plot on one chart.
         storage = get_event_storage()
-        storage.put_scalar("roi_head/num_fg_samples", mean[k + 2])
-        storage.put_scalar("roi_head/num_bg_samples", mean[k + 3])
-        for i in range(k):
-            storage.put_scalar(f"roi_head/iou_balanced_neg_bin{i}", mean[i])
-        if self.floor_thr >= 0:
-            storage.put_scalar("roi_head/iou_balanced_neg_floor", mean[k])
-        if num_neg > 0:
-            storage.put_scalar("roi_head/iou_balanced_neg_mean_iou", iou_sum / num_neg)
-        storage.put_scalar("roi_head/iou_balanced_num_gt_sampled", mean[k + 4])
-        storage.put_scalar("roi_head/iou_balanced_num_gt", mean[k + 5])
+        storage.put_scalar("roi_head/num_fg_samples", mean[self.num_bins + 2])
+        storage.put_scalar("roi_head/num_bg_samples", mean[self.num_bins + 3])
 
 
 @ROI_HEADS_REGISTRY.register()
