@@ -1,4 +1,4 @@
-"""tools/visualize_atss.py on a real dataset registered with --voc-dataset."""
+"""tools/visualize_atss.py and tools/visualize_bfp.py on real images (BCCD)."""
 
 import pytest
 
@@ -37,3 +37,25 @@ def test_fcos_atss_assigns_on_its_squares(tmp_path):
     assert out.stat().st_size > 10_000
     positives = int(proc.stdout.split("30 GT, ")[1].split()[0])
     assert positives >= 30
+
+
+@pytest.mark.skipif(not bccd_available(), reason="BCCD not found beside the checkout")
+def test_visualize_bfp(tmp_path):
+    """tools/visualize_bfp.py on a BCCD image with the BCCD Libra R-CNN (initial weights); a
+    model without a balanced feature pyramid is refused by name."""
+    out = tmp_path / "bfp.png"
+    proc = run_script(
+        "tools/visualize_bfp.py",
+        "--config-file", CONFIGS / "BCCD/libra_faster_rcnn_effnetlite0_FPN.yaml",
+        "--dataset", "bccd_val", "--index", "0", "--output", out,
+        timeout=300,
+    )  # fmt: skip
+    assert out.stat().st_size > 10_000
+    assert "p2" in proc.stdout and "p6" in proc.stdout
+    bad = run_script(
+        "tools/visualize_bfp.py",
+        "--config-file", CONFIGS / "BCCD/faster_rcnn_effnetlite0_FPN.yaml",
+        "--dataset", "bccd_val", "--output", tmp_path / "x.png",
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "not a BalancedFeaturePyramid" in bad.stdout

@@ -199,7 +199,20 @@ class BalancedFeaturePyramid(Backbone):
         Returns:
             dict[str, Tensor]: ``bottom``'s outputs, the ``in_features`` balanced.
         """
-        outs = self.bottom(x)
+        return self.balance(self.bottom(x))[0]
+
+    def balance(self, outs: Dict[str, torch.Tensor]):
+        """
+        The three steps on ``bottom``'s outputs, with the balanced semantic feature before and
+        after its refinement (for tools that show them; ``forward`` keeps the first value).
+
+        Args:
+            outs (dict[str, Tensor]): ``bottom``'s outputs, (N, C, H_l, W_l) per level.
+
+        Returns:
+            tuple: the balanced outputs (dict[str, Tensor], as ``forward``), the integrated
+            feature (N, C, H, W) at the refine level, and the refined one (same shape).
+        """
         feats = [outs[f] for f in self.in_features]
         size = feats[self.refine_level].shape[-2:]
         gathered = [
@@ -208,9 +221,8 @@ class BalancedFeaturePyramid(Backbone):
             else F.interpolate(f, size=size, mode="nearest")
             for i, f in enumerate(feats)
         ]
-        bsf = sum(gathered) / len(gathered)
-        if self.refine is not None:
-            bsf = self.refine(bsf)
+        integrated = sum(gathered) / len(gathered)
+        bsf = self.refine(integrated) if self.refine is not None else integrated
         result = dict(outs)
         for i, (name, f) in enumerate(zip(self.in_features, feats)):
             if i < self.refine_level:
@@ -218,7 +230,7 @@ class BalancedFeaturePyramid(Backbone):
             else:
                 residual = F.adaptive_max_pool2d(bsf, f.shape[-2:])
             result[name] = f + residual
-        return result
+        return result, integrated, bsf
 
 
 @BACKBONE_REGISTRY.register()

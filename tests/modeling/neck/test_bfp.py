@@ -54,6 +54,22 @@ def test_balance_without_refinement_by_hand():
         "p4": 16,
         "p5": 32,
     }
+    # balance(): the same outputs, and the integrated feature (no refinement: the refined one).
+    balanced, integrated, refined = bfp.balance(dict(feats))
+    assert integrated.shape == (1, 2, 4, 4) and torch.allclose(integrated, bsf)
+    assert refined is integrated
+    assert all(torch.equal(balanced[f], out[f]) for f in out)
+
+
+def test_balance_shows_the_refinement():
+    feats = pyramid()
+    bfp = BalancedFeaturePyramid(FakePyramid(feats), refine_level=1, refine_type="conv")
+    balanced, integrated, refined = bfp.balance(dict(feats))
+    with torch.no_grad():
+        assert torch.allclose(refined, bfp.refine(integrated))
+    out = bfp(torch.zeros(1, 3, 32, 32))
+    assert all(torch.equal(balanced[f], out[f]) for f in out)
+    assert torch.allclose(out["p3"], feats["p3"] + refined)
 
 
 def test_non_local_starts_as_identity_and_matches_its_formula():
