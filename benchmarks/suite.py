@@ -134,6 +134,11 @@ def parse_args(argv):
     controls.add_argument(
         "--control-seeds", type=int, default=1, help="seeds 0..N-1 per control run (default 1)"
     )
+    controls.add_argument(
+        "--control-keys",
+        nargs="+",
+        help="with --controls: only these control runs (keys of the regime's controls)",
+    )
     parser.add_argument(
         "--render-only",
         action="store_true",
@@ -367,10 +372,20 @@ def plan(regime, args, work, results_dir, suite_command):
             for m in chosen
         ]
     later = []
+    if args.control_keys and not args.controls:
+        raise SystemExit("suite.py: --control-keys selects among --controls: add --controls")
     if args.controls:
         if not regime.controls:
             raise SystemExit(f"suite.py: --controls: regime {regime.name} has no control runs")
+        control_keys = [c["key"] for c in regime.controls]
+        unknown = set(args.control_keys or ()) - set(control_keys)
+        if unknown:
+            raise SystemExit(
+                f"suite.py: unknown --control-keys {sorted(unknown)}; {regime.name}: {control_keys}"
+            )
         for c in regime.controls:
+            if args.control_keys and c["key"] not in args.control_keys:
+                continue
             for s in range(args.control_seeds):
                 if c.get("own_schedule"):
                     # Its opts hold its schedule: not rescaled by --iters; --quick still cuts it.

@@ -901,3 +901,22 @@ def test_plan_of_the_opt_in_methods(tmp_path):
     assert [j.key for j in jobs] == ["faster_rcnn", "libra"]
     with pytest.raises(SystemExit, match="no opt-in methods"):
         _plan(["--regime", "synthetic-pretrained", "--extra"], work, results)
+
+
+def test_plan_of_chosen_controls(tmp_path):
+    """--control-keys runs only the controls named (a fine-tuning one still waits for the
+    methods and their checkpoints); an unknown key, or the option without --controls, fails."""
+    work, results_dir = tmp_path / "work", tmp_path / "results"
+    argv = ["--controls", "--keep-checkpoints", "--seeds", "1", "--methods", "faster_rcnn"]
+    jobs, later, _ = _plan(
+        argv + ["--control-keys", "ohem_half_lr", "ohem_finetune"], work, results_dir
+    )
+    assert [(j.kind, j.key) for j in jobs] == [
+        ("method", "faster_rcnn"),
+        ("controls", "ohem_half_lr"),
+    ]
+    assert [j.key for j in later] == ["ohem_finetune"]
+    with pytest.raises(SystemExit, match="unknown --control-keys"):
+        _plan(argv + ["--control-keys", "ohem_double_lr"], work, results_dir)
+    with pytest.raises(SystemExit, match="add --controls"):
+        _plan(["--control-keys", "ohem_half_lr"], work, results_dir)
