@@ -29,9 +29,10 @@ test-modern: env-modern
 test-fast: env
 	$(PY) -m pytest tests -m "not slow"
 
+# The demo: train + COCO AP + detections drawn on 3 val images (scripts/demo.sh, docs/demo.md);
+# DEMO_CONFIG=configs/Synthetic/faster_rcnn_tiny_FPN_demo.yaml for the from-scratch one.
 demo: env
-	$(PY) train_net.py --config-file configs/Synthetic/faster_rcnn_tiny_FPN_demo.yaml \
-		--num-gpus 1 OUTPUT_DIR output/demo
+	PY=$(PY) bash scripts/demo.sh
 
 # The accuracy + speed benchmark suite (not part of CI; hours on a CPU). BENCH_ARGS: see
 # `benchmarks/suite.py --help`, e.g. make bench BENCH_ARGS="--jobs 2".

@@ -449,7 +449,7 @@ def check_weights(job, regime, work):
         f"--seeds {job.seed + 1} --keep-checkpoints`, or in this invocation (add "
         "--keep-checkpoints). Runs keep no "
         f"checkpoint by default: if {method_result} exists, that run was done without one; "
-        "delete it to train it again (same seed, same result)."
+        "delete it to train it again (same seed and code: same result)."
     )
 
 

@@ -115,7 +115,7 @@ def run_train(job, threads, log, machine, keep_checkpoints=False, on_result=None
             )
         log(f"  skip {job.label} (done: {relative_to_repo(job.result_file)})")
         return result
-    if job.run_dir.exists():  # an interrupted run: start it over, same seed, same result
+    if job.run_dir.exists():  # an interrupted run: start it over (same seed and code: same result)
         shutil.rmtree(job.run_dir)
     job.run_dir.mkdir(parents=True)
     cmd = [
