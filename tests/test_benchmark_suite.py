@@ -193,8 +193,13 @@ def test_suite_quick_bccd_controls(tmp_path):
     log = run_script("benchmarks/suite.py", *args, "--keep-checkpoints", timeout=900).stdout
     ckpt = out / "runs" / "bccd" / "faster_rcnn_effnetlite0_FPN" / "seed0" / "model_final.pth"
     assert ckpt.is_file()
-    runs = [line for line in log.splitlines() if "  run  " in line]
-    assert "faster_rcnn_effnetlite0_FPN seed 0" in runs[0] and "finetune" in runs[-1]
+    # The runs without "weights_from" share the pool (their start order is racy); the
+    # fine-tuning ones start only once the baseline is done.
+    lines = log.splitlines()
+    base = "bccd faster_rcnn_effnetlite0_FPN seed 0"
+    base_done = [i for i, x in enumerate(lines) if f"  done {base} " in x]
+    finetune = [i for i, x in enumerate(lines) if "  run  " in x and "finetune" in x]
+    assert len(base_done) == 1 and finetune and min(finetune) > base_done[0], log
     results = json.loads((out / spec.json_name).read_text())
     assert [c["key"] for c in results["controls"]] == [c["key"] for c in spec.controls]
     for c in results["controls"]:
