@@ -139,6 +139,16 @@ def compare(ours_out, ref_out, tied):
     return bool(explained.all()), int(diff.numel()), int(tied.sum())
 
 
+def pin_cpus(cpus, threads):
+    """Pin this process to ``cpus`` (default: the last ``threads`` usable ones); returns them."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    if cpus is None:
+        cpus = sorted(os.sched_getaffinity(0))[-threads:]
+    os.sched_setaffinity(0, set(cpus))
+    return sorted(cpus)
+
+
 def median_ms(fn, repeats, warmup=1):
     for _ in range(warmup):
         fn()
@@ -276,10 +286,19 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one tiny iteration of everything")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--cpus",
+        type=int,
+        nargs="+",
+        default=None,
+        help="pin the process to these CPUs (default: the last --threads CPUs, where the OS "
+        "allows pinning; a process that migrates between cores times noisily)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    pinned = pin_cpus(args.cpus, args.threads)
     if args._memory:
         return memory_worker(*args._memory)
 
@@ -331,7 +350,8 @@ def main(argv=None):
 
     print(
         f"ATSS matcher vs MMDetection's algorithm (torch {torch.__version__}, "
-        f"{args.threads} thread(s), CPU); medians. grid / general: our two paths; "
+        f"{args.threads} thread(s), CPU, pinned to CPUs {pinned}); medians. "
+        "grid / general: our two paths; "
         "prepare: once per batch"
     )
     header = (
@@ -372,6 +392,7 @@ def main(argv=None):
         "matcher": rows,
         "training": train,
         "threads": args.threads,
+        "pinned_cpus": pinned,
         "torch": torch.__version__,
         "quick": args.quick,
     }

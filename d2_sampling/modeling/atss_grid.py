@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
-__all__ = ["AnchorGridLevel", "anchor_grid", "GridPlan", "PackedRows"]
+__all__ = ["AnchorGridLevel", "anchor_grid", "GridPlan"]
 
 # The guard's safety factor: a window is trusted only when its k-th squared distance is below
 # (1 - _GUARD_MARGIN) x the squared distance to the nearest cell outside it, which absorbs the
@@ -103,7 +103,8 @@ class GridPlan:
         i64 = dict(dtype=torch.int64, device=device)
         # (L, 2) as (x, y): stride, offset, window extent, last window start.
         self.stride = torch.tensor([[lv.stride, lv.stride] for lv in levels], **f64)
-        self.stride_sq = self.stride.square()
+        # The guard's squared strides, its safety factor folded in.
+        self.stride_sq = self.stride.square().mul_(1.0 - _GUARD_MARGIN)
         self.offset = torch.tensor([[lv.offset, lv.offset] for lv in levels], **f64)
         extent = [[min(w, lv.width), min(w, lv.height)] for lv in levels]
         self.extent = torch.tensor(extent, **f64)
@@ -111,14 +112,18 @@ class GridPlan:
             [[lv.width - e[0], lv.height - e[1]] for lv, e in zip(levels, extent)], **f64
         )
         self.width = torch.tensor([lv.width for lv in levels], **i64)
+        # A window start (column, row) -> the index of its first anchor: a dot product.
+        self.cell_step = torch.tensor([[self.A, lv.width * self.A] for lv in levels], **i64)
         self.last = torch.tensor([[lv.width - 1, lv.height - 1] for lv in levels], **f64)
+        self.zero = torch.zeros_like(self.last)
         starts = [0]
         for r in sizes[:-1]:
             starts.append(starts[-1] + r)
         self.level_start = torch.tensor(starts, **i64)
-        # The window's anchors as offsets from its first location's first anchor, (L, M),
-        # M = w * w * A, location-major like the anchors (so index order is kept); slots
-        # beyond a small level's extent point at that first anchor and are never selected.
+        # The window's anchors as offsets from its first location's first anchor, plus the
+        # level's first anchor, (L, M), M = w * w * A, location-major like the anchors (so
+        # index order is kept); slots beyond a small level's extent point at that first
+        # anchor and are never selected.
         offs = torch.arange(w, **i64)
         valid = (offs[None, :, None] < self.extent[:, 1, None, None]) & (
             offs[None, None, :] < self.extent[:, 0, None, None]
@@ -126,43 +131,45 @@ class GridPlan:
         loc = offs[None, :, None] * self.width[:, None, None] + offs[None, None, :]
         pattern = loc[..., None] * self.A + torch.arange(self.A, **i64)
         valid = valid[..., None].expand(-1, -1, -1, self.A).reshape(self.num_levels, -1)
-        self.pattern = pattern.reshape(self.num_levels, -1).masked_fill(~valid, 0)
+        pattern = pattern.reshape(self.num_levels, -1).masked_fill(~valid, 0)
+        self.pattern = pattern + self.level_start[:, None]
         # (decided on the host: no wait for the device)
         clipped = any(lv.width < w or lv.height < w for lv in levels)
         self.invalid = ~valid if clipped else None
-        # Position of each level's last candidate among its sorted window, and the output
-        # columns: level l's first level_k[l] of K sorted slots, levels concatenated.
-        self.kth = torch.tensor([k - 1 for k in self.level_k], **i64)
-        self.columns = torch.tensor(
-            [lvl * self.K + j for lvl, k in enumerate(self.level_k) for j in range(k)], **i64
-        )
+        # Position of each level's last candidate among the (L x K) sorted window slots, and
+        # the output columns: level l's first level_k[l] of its K slots, levels concatenated
+        # (all of them, left as they are, when every level has K).
+        self.kth = torch.tensor([lvl * self.K + k - 1 for lvl, k in enumerate(self.level_k)], **i64)
+        columns = [lvl * self.K + j for lvl, k in enumerate(self.level_k) for j in range(k)]
+        same_k = all(k == self.K for k in self.level_k)
+        self.columns = None if same_k else torch.tensor(columns, **i64)
         self.num_candidates = int(sum(self.level_k))
         self.column_level = torch.tensor(
             [lvl for lvl, k in enumerate(self.level_k) for _ in range(k)], **i64
         )
 
     def nearest_k(
-        self, centers: "PackedRows", gt_cx: torch.Tensor, gt_cy: torch.Tensor
+        self, points: torch.Tensor, gt_c: torch.Tensor, gt_points: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """
         Each GT's candidates from its windows, and which (GT, level) pairs the guard could not
         prove (their columns are then meaningless).
 
         Args:
-            centers (PackedRows): of the (R, 2) centers ``((x0 + x1) / 2, (y0 + y1) / 2)`` of
-                the levels' anchors, concatenated.
-            gt_cx, gt_cy (Tensor): (G,) GT centers, ``(x0 + x1) / 2`` in the anchors' dtype.
+            points (Tensor): (R,) complex64, the centers ``(x0 + x1) / 2 + i (y0 + y1) / 2`` of
+                the levels' anchors, concatenated (``ATSSAnchors.points``).
+            gt_c (Tensor): (G, 2) float32 GT centers, ``(x0 + x1) / 2``; ``gt_points`` the
+                same as (G,) complex64.
 
         Returns:
             indices (Tensor): (G, C) int64 into ``all_anchors``, as the general path's.
             unproven (Tensor): (G, L) bool.
         """
-        num_gt, L, w, A = gt_cx.shape[0], self.num_levels, self.window, self.A
+        num_gt, L, w = gt_c.shape[0], self.num_levels, self.window
         # Cell coordinates of the centers (location j is at j): (G, L, 2).
-        gt_c = torch.stack([gt_cx, gt_cy], dim=1)
-        t = (gt_c[:, None, :].to(torch.float64) / self.stride).sub_(self.offset)
-        start = (t - (w / 2.0 - 1.0)).floor_().nan_to_num_(0.0)
-        start = torch.minimum(start.clamp_(min=0.0), self.max_start)
+        t = (gt_c.unsqueeze(1).to(torch.float64) / self.stride).sub_(self.offset)
+        start = (t - (w / 2.0 - 1.0)).floor_().nan_to_num_(0.0).clamp_(min=0.0)
+        torch.minimum(start, self.max_start, out=start)
         # A lower bound on the distance from the center to any location outside the window:
         # such a location is beyond the window's column (row) on one side, at least `gap`
         # cells away along that axis (inf where the window reaches the level's edge on that
@@ -172,59 +179,34 @@ class GridPlan:
         before = (t - start).add_(1.0).masked_fill_(start <= 0, math.inf)
         after = (start + self.extent).sub_(t).masked_fill_(start >= self.max_start, math.inf)
         gap = torch.minimum(before, after)
-        off = (t - torch.minimum(t.clamp(min=0.0), self.last)).abs_()
+        off = t.sub_(torch.clamp(t, self.zero, self.last)).abs_()
         bound = gap.square_().add_(off.flip(2).square_()).mul_(self.stride_sq)
-        bound = bound.amin(dim=2)  # (G, L), squared pixels
+        bound = bound.amin(dim=2)  # (G, L), squared pixels, times 1 - _GUARD_MARGIN
 
-        # Index (into all levels) of each window's first anchor, then of all its anchors.
-        s = start.to(torch.int64)
-        first = (s[..., 1] * self.width + s[..., 0]).mul_(A).add_(self.level_start)  # (G, L)
-        window = first[:, :, None] + self.pattern  # (G, L, M)
-        c = centers[window.view(-1)].view(num_gt, L, -1, 2)
+        # Index of each window's first anchor within its level, then of all its anchors (into
+        # all levels).
+        first = start.to(torch.int64).mul_(self.cell_step).sum(dim=2)
+        window = first.unsqueeze(2) + self.pattern  # (G, L, M)
 
-        # The general path's arithmetic: dx * dx + dy * dy in the anchors' dtype, bit for bit
-        # (IEEE addition commutes). Keys (distance bits, index) rank as its keys do: the index
-        # here is into all levels, which orders a level's anchors as its own index does.
-        d = c - gt_c[:, None, None, :]
-        d.square_()
-        dist = d[..., 0] + d[..., 1]
-        key = dist.view(torch.int32).to(torch.int64)
-        key.mul_(1 << 32).bitwise_or_(window)  # (a shift, as a multiplication: faster)
+        # The general path's arithmetic: dx * dx + dy * dy in float32, bit for bit (IEEE
+        # addition commutes; a complex subtraction is the two real ones). Keys (distance
+        # bits, index) rank as its keys do: the index here is into all levels, which orders
+        # a level's anchors as its own index does.
+        # (In place where it can: fresh buffers of this size cost page faults on the CPU.)
+        d = points.index_select(0, window.view(-1)).view(num_gt, L, -1)
+        dx2, dy2 = torch.view_as_real(d.sub_(gt_points.view(-1, 1, 1))).square_().unbind(3)
+        key = torch.add(window, (dx2 + dy2).view(torch.int32), alpha=1 << 32, out=window)
         if self.invalid is not None:
             key.masked_fill_(self.invalid, _NO_KEY)
         top = key.topk(self.K, dim=2, largest=False, sorted=True).values  # (G, L, K)
+        top = top.view(num_gt, L * self.K)
 
-        kth = top.gather(2, self.kth[None, :, None].expand(num_gt, L, 1)).squeeze(2)
-        kth_dist = kth.bitwise_right_shift(32).to(torch.int32).view(torch.float32)
-        proven = (kth != _NO_KEY) & (kth_dist.to(torch.float64) < bound.mul_(1.0 - _GUARD_MARGIN))
+        # The guard: the k-th squared distance below the bound. A window slot outside a small
+        # level (_NO_KEY) reads as NaN, which is below nothing: never proven.
+        kth = top.index_select(1, self.kth)  # (G, L)
+        kth_dist = kth.bitwise_right_shift_(32).to(torch.int32).view(torch.float32)
+        unproven = torch.lt(kth_dist, bound).logical_not_()  # (compared in float64)
         indices = top.bitwise_and_(0xFFFFFFFF)
-        indices = indices.reshape(num_gt, L * self.K).index_select(1, self.columns)
-        return indices, ~proven
-
-
-_ROW_AS = {8: torch.int64, 16: torch.complex128}
-
-
-class PackedRows:
-    """
-    Row gathers ``x[index]`` of a 2-D tensor, fast on the CPU: rows of 8 or 16 bytes (two or
-    four float32) are read as one int64 / complex128 each, several times faster than gathering
-    their columns. The packed view is made once.
-
-    Args:
-        x (Tensor): (R, D).
-    """
-
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-        row_as = _ROW_AS.get(x.shape[1] * x.element_size()) if x.dim() == 2 else None
-        if x.device.type == "cpu" and row_as is not None and x.is_contiguous():
-            self.packed = x.view(row_as).view(-1)
-        else:
-            self.packed = None
-
-    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        """(N,) int64 -> (N, D)."""
-        if self.packed is None:
-            return self.x.index_select(0, index)
-        return self.packed.index_select(0, index).view(self.x.dtype).view(-1, self.x.shape[1])
+        if self.columns is not None:
+            indices = indices.index_select(1, self.columns)
+        return indices, unproven

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from detectron2.structures import Boxes
 
-from .atss_grid import AnchorGridLevel, GridPlan, PackedRows
+from .atss_grid import AnchorGridLevel, GridPlan
 
 __all__ = ["ATSSMatcher", "ATSSCandidates", "ATSSAnchors"]
 
@@ -72,9 +72,13 @@ class ATSSAnchors:
         level_sizes (list[int]): ``R_l`` per level.
         level_k (list[int]): ``topk * A_l`` per level.
         centers (Tensor): (R, 2) their centers, ``(x0 + x1) / 2`` and ``(y0 + y1) / 2``.
-        packed_boxes, packed_centers (PackedRows): fast row gathers of ``tensor``, ``centers``.
         plans (tuple[GridPlan, GridPlan] or None): the grid path's two passes (windows of
             ``ceil(sqrt(k)) + 1`` and 2 more cells); None: the general path.
+        planes (Tensor): (4, R) ``tensor`` transposed: x0, y0, x1, y1 rows, so that the
+            candidates' coordinates are gathered as planes the IoU arithmetic runs on at full
+            speed (an (R, 4) layout makes every operation with a GT broadcast over 4 values).
+        points (Tensor or None): (R,) complex view of ``centers`` (``x + iy``), gathered and
+            subtracted as one number per anchor by the grid path; None when it does not apply.
     """
 
     tensor: torch.Tensor
@@ -84,8 +88,11 @@ class ATSSAnchors:
     plans: Optional[Tuple[GridPlan, GridPlan]]
 
     def __post_init__(self):
-        self.packed_boxes = PackedRows(self.tensor)
-        self.packed_centers = PackedRows(self.centers)
+        self.num_candidates = sum(min(k, r) for r, k in zip(self.level_sizes, self.level_k))
+        self.planes = self.tensor.t().contiguous()
+        self.points = None
+        if self.plans is not None:  # float32 (prepare_anchors): one complex64 per center
+            self.points = self.centers.contiguous().view(torch.complex64).view(-1)
 
 
 class ATSSMatcher:
@@ -177,7 +184,8 @@ class ATSSMatcher:
             ValueError: ``anchors_per_location`` not positive, or not one per level; ``grid``
                 not one level per anchor level, or not the size of its level's anchors.
         """
-        return self.assign(self.select_candidates(gt_boxes, anchors, anchors_per_location, grid))
+        with torch.no_grad():  # (once: the two steps' own no_grad costs as much as an op)
+            return _assign(self._select_candidates(gt_boxes, anchors, anchors_per_location, grid))
 
     def prepare_anchors(
         self,
@@ -262,13 +270,16 @@ class ATSSMatcher:
         Returns:
             ATSSCandidates
         """
+        return self._select_candidates(gt_boxes, anchors, anchors_per_location, grid)
+
+    def _select_candidates(self, gt_boxes, anchors, anchors_per_location, grid) -> ATSSCandidates:
         if not isinstance(anchors, ATSSAnchors):
             anchors = self.prepare_anchors(anchors, anchors_per_location, grid)
-        all_anchors, level_sizes, level_k = anchors.tensor, anchors.level_sizes, anchors.level_k
+        all_anchors, level_sizes = anchors.tensor, anchors.level_sizes
         gt = gt_boxes.tensor
         num_gt = gt.shape[0]
         device, dtype = all_anchors.device, all_anchors.dtype
-        num_cand = sum(min(k, size) for size, k in zip(level_sizes, level_k))
+        num_cand = anchors.num_candidates
         if all_anchors.shape[0] == 0 or num_gt == 0:
             return ATSSCandidates(
                 indices=torch.zeros((num_gt, num_cand), dtype=torch.int64, device=device),
@@ -279,33 +290,40 @@ class ATSSMatcher:
             )
         gt = gt.to(dtype)
 
-        gt_cx = (gt[:, 0] + gt[:, 2]) / 2.0
-        gt_cy = (gt[:, 1] + gt[:, 3]) / 2.0
+        # (G, 2) centers, (x0 + x1) / 2 as the references compute them.
+        gt_lo, gt_hi = gt.view(-1, 2, 2).unbind(1)
+        gt_c = (gt_lo + gt_hi).div_(2.0)
         fallback = None
         if anchors.plans is not None:
-            indices, fallback = self._grid_nearest_k(anchors, gt_cx, gt_cy)
+            indices, fallback = self._grid_nearest_k(anchors, gt_c)
         else:
-            indices = self._general_nearest_k(anchors, gt_cx, gt_cy)
+            indices = self._general_nearest_k(anchors, gt_c[:, 0], gt_c[:, 1])
 
-        flat = indices.view(-1)
-        cand = anchors.packed_boxes[flat].view(num_gt, -1, 4)  # (G, C, 4)
-        ious = _iou_rowwise(cand, gt)  # (G, C)
+        # The candidates' corners as (2, G, C) planes (x, y), the GTs' as (2, G, 1).
+        corners = anchors.planes.index_select(1, indices.reshape(-1))
+        lo, hi = corners.view(2, 2, num_gt, -1).unbind(0)
+        gt_lo, gt_hi = gt.t().view(2, 2, num_gt, 1).unbind(0)
+        ious = _iou_planes(lo, hi, gt_lo, gt_hi)  # (G, C)
 
         # The statistics in float64: with float32, the mean of equal IoUs can round above
         # their common value and drop every positive of that GT.
+        # The unbiased std (as torch.Tensor.std in both references) as |x - mean| / sqrt(n - 1):
+        # within an ulp or two of torch.std's, in a tenth of its time on the CPU.
         ious64 = ious.to(_stat_dtype(device))
-        mean = ious64.mean(dim=1)
-        if num_cand > 1:
-            std = ious64.std(dim=1)  # unbiased, as torch.Tensor.std in both references
-        else:
-            std = torch.zeros_like(mean)  # a single candidate: 0, not NaN
-        thresholds = mean + std
-        is_positive = ious64 >= thresholds[:, None]
+        thresholds = ious64.mean(dim=1, keepdim=True)  # (G, 1): mean, then mean + std
+        if num_cand > 1:  # (a single candidate: std 0, not NaN)
+            spread = torch.linalg.vector_norm(ious64 - thresholds, dim=1, keepdim=True)
+            thresholds.add_(spread.div_(math.sqrt(num_cand - 1)))
+        is_positive = ious64 >= thresholds
+        thresholds = thresholds.squeeze(1)
 
-        # Center strictly inside the GT, by more than the margin on all four sides.
-        cxy = anchors.packed_centers[flat].view(num_gt, -1, 2)
-        inside = torch.minimum(cxy - gt[:, None, :2], gt[:, None, 2:] - cxy).amin(dim=2)
-        is_positive &= inside > self.center_margin
+        # Center strictly inside the GT, by more than the margin on all four sides. The
+        # centers are recomputed from the gathered corners: the same arithmetic as
+        # ``ATSSAnchors.centers``, so the same bits.
+        center = (lo + hi).div_(2.0)
+        inside = center - gt_lo
+        torch.minimum(inside, torch.sub(gt_hi, center, out=center), out=inside)  # (2, G, C)
+        is_positive &= torch.minimum(*inside.unbind(0)) > self.center_margin
         return ATSSCandidates(
             indices=indices,
             ious=ious,
@@ -315,29 +333,31 @@ class ATSSMatcher:
             fallback=fallback,
         )
 
-    def _grid_nearest_k(self, anchors: ATSSAnchors, gt_cx, gt_cy):
+    def _grid_nearest_k(self, anchors: ATSSAnchors, gt_c):
         """
         The grid path: windows of cells for every GT and level; the pairs the guard cannot
         prove get a wider window, then the general path. Waits for the device once (to learn
         whether a pair is unproven), more only when one is.
 
+        Args:
+            gt_c (Tensor): (G, 2) GT centers, float32.
+
         Returns:
             indices (Tensor): (G, C) int64; fallback (Tensor): (G, L) bool.
         """
         narrow, wide = anchors.plans
-        indices, unproven = narrow.nearest_k(anchors.packed_centers, gt_cx, gt_cy)
+        gt_points = torch.view_as_complex(gt_c)  # (G,) x + iy
+        indices, unproven = narrow.nearest_k(anchors.points, gt_c, gt_points)
         if not bool(unproven.any()):
             return indices, unproven
         rows = unproven.any(dim=1).nonzero().squeeze(1)
-        wide_indices, wide_unproven = wide.nearest_k(
-            anchors.packed_centers, gt_cx[rows], gt_cy[rows]
-        )
+        wide_indices, wide_unproven = wide.nearest_k(anchors.points, gt_c[rows], gt_points[rows])
         take = unproven[rows] & ~wide_unproven  # (G_r, L)
         indices[rows] = torch.where(take[:, narrow.column_level], wide_indices, indices[rows])
         fallback = torch.zeros_like(unproven)
         fallback[rows] = unproven[rows] & wide_unproven
         if bool(fallback.any()):
-            self._general_nearest_k(anchors, gt_cx, gt_cy, indices, fallback)
+            self._general_nearest_k(anchors, gt_c[:, 0], gt_c[:, 1], indices, fallback)
         return indices, fallback
 
     def _general_nearest_k(self, anchors, gt_cx, gt_cy, out=None, rows=None):
@@ -394,28 +414,7 @@ class ATSSMatcher:
         Returns:
             matches, match_labels: as ``__call__``.
         """
-        num_anchors = candidates.num_anchors
-        indices, is_positive = candidates.indices, candidates.is_positive
-        num_gt = indices.shape[0]
-        device = indices.device
-        flat = indices.reshape(-1)
-        # Fixed shapes throughout (no nonzero, no boolean indexing): nothing waits for the
-        # device. Non-positive entries take part as -inf IoU / GT index num_gt, which never win.
-        not_positive = ~is_positive
-        iou = candidates.ious.masked_fill(not_positive, float("-inf"))
-        best = iou.new_full((num_anchors,), float("-inf"))
-        best.scatter_reduce_(0, flat, iou.reshape(-1), reduce="amax")
-        loses = (iou != best.index_select(0, flat).view_as(iou)).logical_or_(not_positive)
-        claims = (
-            torch.arange(num_gt, device=device)[:, None]
-            .expand_as(indices)
-            .masked_fill(loses, num_gt)
-        )
-        winner = torch.full((num_anchors,), num_gt, dtype=torch.int64, device=device)
-        winner.scatter_reduce_(0, flat, claims.reshape(-1), reduce="amin")
-        foreground = winner < num_gt
-        matches = winner.masked_fill_(~foreground, 0)
-        return matches, foreground.to(torch.int8)
+        return _assign(candidates)
 
     def _candidates_per_level(self, anchors_per_location, num_levels: int) -> List[int]:
         """``topk * A_l`` for each level; checks ``anchors_per_location``."""
@@ -431,6 +430,58 @@ class ATSSMatcher:
                 f"per level ({num_levels} levels), got {anchors_per_location!r}"
             )
         return [self.topk * a for a in per_level]
+
+
+def _assign(candidates: ATSSCandidates) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`ATSSMatcher.assign` without its ``no_grad``."""
+    num_anchors = candidates.num_anchors
+    indices, is_positive, ious = candidates.indices, candidates.is_positive, candidates.ious
+    num_gt = indices.shape[0]
+    device = indices.device
+    flat = indices.reshape(-1)
+    # Fixed shapes throughout (no nonzero, no boolean indexing): nothing waits for the device.
+    bits_as_int = _BITS_AS_INT.get(ious.dtype)
+    if bits_as_int is not None and num_gt <= _MAX_KEYED_GT:
+        # One key per (GT, candidate), smaller for a better claim: (max bits - the IoU's bits)
+        # << 31 | GT index (a non-negative float orders like its bit pattern; the sign bit is
+        # cleared so that -0.0 counts as 0.0), _NOT_CLAIMED for a non-positive. An anchor's
+        # smallest key is its highest IoU, ties to the lower GT index: one scatter, and the
+        # buffer's low bits are the matches (0 where unclaimed).
+        bits = ious.view(bits_as_int) & torch.iinfo(bits_as_int).max
+        key = torch.sub(_key_base(num_gt, bits_as_int, device), bits, alpha=1 << 31)
+        key = torch.where(is_positive, key, _NOT_CLAIMED)
+        best = torch.full((num_anchors,), _NOT_CLAIMED, dtype=torch.int64, device=device)
+        best.scatter_reduce_(0, flat, key.view(-1), reduce="amin")
+        foreground = best < _NOT_CLAIMED
+        matches = best.bitwise_and_((1 << 31) - 1)
+        return matches, foreground.view(torch.int8)
+    # float64 IoUs (no room for an index beside their bits): two scatters. Non-positive
+    # entries take part as -inf IoU / GT index num_gt, which never win.
+    not_positive = ~is_positive
+    iou = ious.masked_fill(not_positive, float("-inf"))
+    best = iou.new_full((num_anchors,), float("-inf"))
+    best.scatter_reduce_(0, flat, iou.reshape(-1), reduce="amax")
+    loses = (iou != best.index_select(0, flat).view_as(iou)).logical_or_(not_positive)
+    claims = (
+        torch.arange(num_gt, device=device)[:, None].expand_as(indices).masked_fill(loses, num_gt)
+    )
+    winner = torch.full((num_anchors,), num_gt, dtype=torch.int64, device=device)
+    winner.scatter_reduce_(0, flat, claims.reshape(-1), reduce="amin")
+    foreground = winner < num_gt
+    matches = winner.masked_fill_(~foreground, 0)
+    return matches, foreground.to(torch.int8)
+
+
+# assign's keys: bits (< 2**31) << 31 | GT index (< 2**31), all below _NOT_CLAIMED = 2**62,
+# whose low bits are 0 (the match of an unclaimed anchor).
+_NOT_CLAIMED = 1 << 62
+_MAX_KEYED_GT = 1 << 31
+
+
+def _key_base(num_gt: int, bits_as_int: torch.dtype, device) -> torch.Tensor:
+    """(G, 1) int64: the largest bit pattern of ``bits_as_int``, << 31, plus the GT index."""
+    top = torch.iinfo(bits_as_int).max << 31
+    return torch.arange(top, top + num_gt, dtype=torch.int64, device=device).unsqueeze(1)
 
 
 def _is_positive_int(value) -> bool:
@@ -495,7 +546,7 @@ def _nearest_k(
     return out
 
 
-def _iou_rowwise(cand: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def _iou_planes(lo, hi, gt_lo, gt_hi) -> torch.Tensor:
     """
     IoU of each GT with each of its own candidates.
 
@@ -504,20 +555,17 @@ def _iou_rowwise(cand: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     x and y are computed together, which changes no value.
 
     Args:
-        cand (Tensor): (G, C, 4) candidate anchors of each GT, XYXY.
-        gt (Tensor): (G, 4) GT boxes, XYXY.
+        lo, hi (Tensor): (2, G, C) the candidates' corners: x0, y0 and x1, y1 planes.
+        gt_lo, gt_hi (Tensor): (2, G, 1) the GTs' corners.
 
     Returns:
         Tensor: (G, C).
     """
-    g = gt[:, None, :]
-    size_a = cand[..., 2:] - cand[..., :2]
-    size_g = g[..., 2:] - g[..., :2]
-    area_a = size_a[..., 0] * size_a[..., 1]
-    area_g = size_g[..., 0] * size_g[..., 1]
-    wh = (
-        torch.minimum(cand[..., 2:], g[..., 2:]) - torch.maximum(cand[..., :2], g[..., :2])
-    ).clamp_(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
-    union = (area_a + area_g - overlap).clamp_(min=1e-6)
+    size = hi - lo
+    area = size[0].mul_(size[1])
+    size_g = gt_hi - gt_lo
+    area_g = size_g[0] * size_g[1]
+    wh = torch.minimum(hi, gt_hi).sub_(torch.maximum(lo, gt_lo)).clamp_(min=0)
+    overlap = wh[0].mul_(wh[1])
+    union = area.add_(area_g).sub_(overlap).clamp_(min=1e-6)
     return overlap.div_(union)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from detectron2.structures import Boxes
 
-from d2_sampling.modeling import ATSSMatcher
+from d2_sampling.modeling import ATSSCandidates, ATSSMatcher
 from d2_sampling.references.atss import boundary_tied_gts, mmdet_atss_assign, reference_atss
 
 from helpers import REPO
@@ -65,6 +65,36 @@ class TestATSSMatcherExact(unittest.TestCase):
         matches, labels = matcher(gt, LEVELS)
         self.assertEqual(matches.tolist(), [0, 1, 0, 0, 0])
         self.assertEqual(labels.tolist(), [1, 1, 0, 0, 0])
+
+    def test_assign_resolves_claims_the_same_for_float32_and_float64_ious(self):
+        # 3 GTs x 6 candidates over 6 anchors (a GT may list an anchor twice here; assign does
+        # not mind). Anchor 0: only non-positive claims -> background. Anchor 1: GT0 0.5 and
+        # GT1 0.5 tie -> GT0; GT2's 0.7 is not positive. Anchor 2: GT1 0.25 beats GT2 0.2.
+        # Anchor 3: GT2 alone, IoU -0.0 yet positive: counts as 0. Anchor 4: non-positive
+        # claims only. Anchor 5: GT2 0.9 beats GT0 0.3.
+        t, f = True, False
+        indices = torch.tensor([[1, 5, 4, 1, 5, 4], [1, 2, 0, 1, 2, 0], [1, 2, 3, 5, 4, 0]])
+        ious = torch.tensor(
+            [
+                [0.5, 0.3, 0.8, 0.5, 0.3, 0.8],
+                [0.5, 0.25, 0.1, 0.5, 0.25, 0.1],
+                [0.7, 0.2, -0.0, 0.9, 0.6, 0.4],
+            ]
+        )
+        positive = torch.tensor([[t, t, f, t, t, f], [t, t, f, t, t, f], [f, t, t, t, f, f]])
+        for dtype in (torch.float32, torch.float64):  # the keyed path, the two-scatter one
+            cands = ATSSCandidates(
+                indices=indices,
+                ious=ious.to(dtype),
+                thresholds=torch.zeros(3, dtype=torch.float64),
+                is_positive=positive.clone(),
+                level_sizes=[6],
+            )
+            matches, labels = ATSSMatcher.assign(cands)
+            self.assertEqual(matches.tolist(), [0, 0, 1, 2, 0, 2], dtype)
+            self.assertEqual(labels.tolist(), [0, 1, 1, 1, 0, 1], dtype)
+            self.assertEqual((matches.dtype, labels.dtype), (torch.int64, torch.int8))
+            self.assertTrue(torch.equal(cands.is_positive, positive))  # input left alone
 
     def test_distance_tie_at_the_kth_place_goes_to_lower_index(self):
         # GT [10,0,30,10] is centered at x = 20, equally far (5) from a1 and a2; with k = 1
