@@ -295,6 +295,12 @@ def main(argv=None):
         "allows pinning; a process that migrates between cores times noisily)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="also time the grid path and the reference in steady state: many consecutive "
+        "calls of one implementation (caches warm), medians",
+    )
     parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -339,6 +345,13 @@ def main(argv=None):
         }
         row["speedup"] = row["reference_ms"] / row["ours_ms"]
         row["speedup_general"] = row["reference_ms"] / row["general_ms"]
+        if args.steady and on_grid:
+            # Consecutive calls of one implementation: what a warm loop costs, where the
+            # interleaved blocks above start each block on caches the others filled.
+            big = len(flat) * len(gt) > 5e6
+            row["ours_steady_ms"] = median_ms(impls["ours"], 5 if args.quick else 300, warmup=10)
+            row["reference_steady_ms"] = median_ms(impls["ref"], 1 if args.quick or big else 15)
+            row["speedup_steady"] = row["reference_steady_ms"] / row["ours_steady_ms"]
         if not args.no_memory and case[0] in MEMORY_CASES:
             for impl, key in [("ours", "ours"), ("general", "general"), ("ref", "reference")]:
                 row[f"{key}_peak_mb"] = measure_memory(case, impl, args.threads)
@@ -377,6 +390,14 @@ def main(argv=None):
             f"{r['reference_ms']:>10.2f}{grid_x}{r['speedup_general']:>6.1f}x"
             f"{r['prepare_ms']:>8.2f}{mem}  {ident}"
         )
+    steady = [r for r in rows if "speedup_steady" in r]
+    if steady:
+        print("\nSteady state (consecutive calls of one implementation), medians:")
+        for r in steady:
+            print(
+                f"{r['case']:<22}grid {r['ours_steady_ms']:.3f} ms, reference "
+                f"{r['reference_steady_ms']:.2f} ms: {r['speedup_steady']:.1f}x"
+            )
     print()
     print(
         f"Training iteration (forward+backward+step), tiny synthetic configs, batch "

@@ -101,11 +101,11 @@ class GridPlan:
         self.K = max(self.level_k) if self.level_k else 0
         f64 = dict(dtype=torch.float64, device=device)
         i64 = dict(dtype=torch.int64, device=device)
-        # (L, 2) as (x, y): stride, offset, window extent, last window start.
+        # (L, 2) as (x, y): stride, -offset, window extent, last window start.
         self.stride = torch.tensor([[lv.stride, lv.stride] for lv in levels], **f64)
         # The guard's squared strides, its safety factor folded in.
         self.stride_sq = self.stride.square().mul_(1.0 - _GUARD_MARGIN)
-        self.offset = torch.tensor([[lv.offset, lv.offset] for lv in levels], **f64)
+        self.neg_offset = torch.tensor([[-lv.offset, -lv.offset] for lv in levels], **f64)
         extent = [[min(w, lv.width), min(w, lv.height)] for lv in levels]
         self.extent = torch.tensor(extent, **f64)
         self.max_start = torch.tensor(
@@ -167,9 +167,9 @@ class GridPlan:
         """
         num_gt, L, w = gt_c.shape[0], self.num_levels, self.window
         # Cell coordinates of the centers (location j is at j): (G, L, 2).
-        t = (gt_c.unsqueeze(1).to(torch.float64) / self.stride).sub_(self.offset)
-        start = (t - (w / 2.0 - 1.0)).floor_().nan_to_num_(0.0).clamp_(min=0.0)
-        torch.minimum(start, self.max_start, out=start)
+        t = torch.addcdiv(self.neg_offset, gt_c.unsqueeze(1).to(torch.float64), self.stride)
+        start = (t - (w / 2.0 - 1.0)).floor_().nan_to_num_(0.0)
+        torch.clamp(start, self.zero, self.max_start, out=start)
         # A lower bound on the distance from the center to any location outside the window:
         # such a location is beyond the window's column (row) on one side, at least `gap`
         # cells away along that axis (inf where the window reaches the level's edge on that
@@ -179,8 +179,8 @@ class GridPlan:
         before = (t - start).add_(1.0).masked_fill_(start <= 0, math.inf)
         after = (start + self.extent).sub_(t).masked_fill_(start >= self.max_start, math.inf)
         gap = torch.minimum(before, after)
-        off = t.sub_(torch.clamp(t, self.zero, self.last)).abs_()
-        bound = gap.square_().add_(off.flip(2).square_()).mul_(self.stride_sq)
+        off = t.sub_(torch.clamp(t, self.zero, self.last)).abs_().flip(2)
+        bound = torch.addcmul(gap.square_(), off, off).mul_(self.stride_sq)
         bound = bound.amin(dim=2)  # (G, L), squared pixels, times 1 - _GUARD_MARGIN
 
         # Index of each window's first anchor within its level, then of all its anchors (into

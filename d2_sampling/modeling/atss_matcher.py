@@ -10,6 +10,7 @@ synchronisation. Semantics against the paper, the authors' code and MMDetection 
 precision, memory, edge cases): docs/atss.md.
 """
 
+import functools
 import math
 import numbers
 from collections import OrderedDict
@@ -478,8 +479,12 @@ _NOT_CLAIMED = 1 << 62
 _MAX_KEYED_GT = 1 << 31
 
 
+@functools.lru_cache(maxsize=64)
 def _key_base(num_gt: int, bits_as_int: torch.dtype, device) -> torch.Tensor:
-    """(G, 1) int64: the largest bit pattern of ``bits_as_int``, << 31, plus the GT index."""
+    """
+    (G, 1) int64: the largest bit pattern of ``bits_as_int``, << 31, plus the GT index. Cached
+    (read only): a few hundred bytes per GT count and device.
+    """
     top = torch.iinfo(bits_as_int).max << 31
     return torch.arange(top, top + num_gt, dtype=torch.int64, device=device).unsqueeze(1)
 

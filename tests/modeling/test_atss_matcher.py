@@ -337,7 +337,14 @@ def test_agrees_with_mmdetection_algorithm_on_random_scenes():
 def test_benchmark_quick_runs(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_atss.py"), "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_atss.py"),
+            "--quick",
+            "--steady",
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -349,4 +356,8 @@ def test_benchmark_quick_runs(tmp_path):
     assert all(r["grid_path"] for r in res["matcher"])  # the quick cases have a grid
     assert all(r["ours_ms"] > 0 and r["reference_ms"] > 0 for r in res["matcher"])
     assert any("ours_peak_mb" in r for r in res["matcher"])
+    assert all(r["ours_steady_ms"] > 0 and r["speedup_steady"] > 0 for r in res["matcher"])
+    assert "Steady state" in proc.stdout
+    pinned = res["pinned_cpus"]
+    assert pinned is None or len(pinned) == res["threads"]  # pinned to as many CPUs as threads
     assert res["training"]["atss_ms"] > 0 and res["training"]["retinanet_ms"] > 0
