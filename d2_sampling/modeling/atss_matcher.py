@@ -292,8 +292,8 @@ class ATSSMatcher:
         gt = gt.to(dtype)
 
         # (G, 2) centers, (x0 + x1) / 2 as the references compute them.
-        gt_lo, gt_hi = gt.view(-1, 2, 2).unbind(1)
-        gt_c = (gt_lo + gt_hi).div_(2.0)
+        gt_xy0, gt_xy1 = gt.view(-1, 2, 2).unbind(1)  # (G, 2) each
+        gt_c = (gt_xy0 + gt_xy1).div_(2.0)
         fallback = None
         if anchors.plans is not None:
             indices, fallback = self._grid_nearest_k(anchors, gt_c)
