@@ -115,3 +115,15 @@ def gt_instances(boxes, classes, size=(64, 96)):
     inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
     inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
     return inst
+
+
+def sampled_opts(sampler, heads="StandardROIHeads"):
+    """yacs overrides: ``heads`` trained with ``sampler`` through ``SampledROIHeads``."""
+    return (
+        "MODEL.ROI_HEADS.NAME",
+        "SampledROIHeads",
+        "MODEL.ROI_SAMPLER.NAME",
+        sampler,
+        "MODEL.ROI_SAMPLER.HEADS",
+        heads,
+    )

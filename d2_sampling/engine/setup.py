@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from ..config import add_d2_sampling_config
 from ..data import prepare_datasets, register_coco_format, register_voc_format
 from ..evaluation import check_evaluator_name
-from ..modeling.roi_heads import check_roi_sampler_config
+from ..modeling.roi_heads import check_box_loss_config, check_roi_sampler_config
 from .checkpoint import eval_weights_path, resumable_checkpoint
 from .class_count import check_class_counts
 from .errors import user_errors
@@ -225,6 +225,7 @@ def load_yacs_config(
         cfg.MODEL.DEVICE = "cpu"
     check_evaluator_name(cfg.TEST.EVALUATOR)
     check_roi_sampler_config(cfg)
+    check_box_loss_config(cfg)
     if register_datasets:
         _register_config_datasets(cfg, config_file, opts)
     cfg.freeze()

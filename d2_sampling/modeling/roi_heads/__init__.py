@@ -1,6 +1,10 @@
 """ROI heads (registered in Detectron2's ``ROI_HEADS_REGISTRY`` on import) and their helpers."""
 
-from .balanced_l1_fast_rcnn import BalancedL1FastRCNNOutputLayers
+from .balanced_l1_fast_rcnn import (
+    BalancedL1FastRCNNOutputLayers,
+    check_box_loss_config,
+    with_balanced_l1_predictors,
+)
 from .fast_rcnn_losses import fast_rcnn_per_roi_losses
 from .iou_balanced_roi_heads import IoUBalancedROIHeads, IoUBalancedSamplingMixin
 from .labeling import ProposalLabels, add_gt_fields, label_proposals, select_training_rois
@@ -19,6 +23,8 @@ from .sampled_roi_heads import (
 
 __all__ = [
     "BalancedL1FastRCNNOutputLayers",
+    "check_box_loss_config",
+    "with_balanced_l1_predictors",
     "IoUBalancedROIHeads",
     "IoUBalancedSamplingMixin",
     "OHEMROIHeads",

@@ -3,7 +3,15 @@ Detectron2's Fast R-CNN box predictor with one more box loss: Libra R-CNN's bala
 (``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE: "balanced_l1"``, :func:`balanced_l1_loss` on the
 box deltas of the foreground RoIs, summed and divided by the number of RoIs as Detectron2 does
 for every box loss). Everything else is :class:`FastRCNNOutputLayers`. See docs/libra_rcnn.md.
+
+:func:`with_balanced_l1_predictors` puts it into the yacs build of any ROI heads of this package
+(``IoUBalancedROIHeads``, ``OHEMROIHeads``, ``SampledROIHeads`` over ``StandardROIHeads`` or
+``CascadeROIHeads``); :func:`check_box_loss_config` rejects the key, at config time, for heads
+that would build Detectron2's predictor (which knows no "balanced_l1" and would fail at the
+first training step).
 """
+
+from typing import Any, Dict
 
 import torch
 from detectron2.config import configurable
@@ -12,7 +20,14 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from ..balanced_l1_loss import balanced_l1_loss
 
-__all__ = ["BalancedL1FastRCNNOutputLayers"]
+__all__ = [
+    "BalancedL1FastRCNNOutputLayers",
+    "check_box_loss_config",
+    "with_balanced_l1_predictors",
+]
+
+# ROI_HEADS.NAME values whose yacs build goes through with_balanced_l1_predictors.
+_BALANCED_L1_HEADS = ("IoUBalancedROIHeads", "OHEMROIHeads", "SampledROIHeads")
 
 
 class BalancedL1FastRCNNOutputLayers(FastRCNNOutputLayers):
@@ -86,3 +101,63 @@ class BalancedL1FastRCNNOutputLayers(FastRCNNOutputLayers):
         target = self.box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])
         loss = balanced_l1_loss(fg_pred, target, reduction="sum", **self.balanced_l1)
         return loss / max(gt_classes.numel(), 1.0)
+
+
+def with_balanced_l1_predictors(cfg, ret: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    With ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE: "balanced_l1"``, replace the box predictor(s)
+    of a ``from_config`` result of ``StandardROIHeads`` (``box_predictor``) or
+    ``CascadeROIHeads`` (``box_predictors``, one per stage) by
+    :class:`BalancedL1FastRCNNOutputLayers` on the same box head output and the same
+    ``box2box_transform`` (a cascade's per-stage weights kept); otherwise return ``ret`` as is.
+
+    Args:
+        cfg (CfgNode): the yacs config the heads are built from.
+        ret (dict): the heads' ``from_config`` arguments, modified in place.
+
+    Returns:
+        dict: ``ret``.
+
+    Raises:
+        ValueError: heads whose arguments hold neither, naming the key.
+    """
+    if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE != "balanced_l1":
+        return ret
+
+    def rebuild(box_head, predictor):
+        return BalancedL1FastRCNNOutputLayers(
+            cfg, box_head.output_shape, box2box_transform=predictor.box2box_transform
+        )
+
+    if "box_predictor" in ret and "box_head" in ret:
+        ret["box_predictor"] = rebuild(ret["box_head"], ret["box_predictor"])
+    elif "box_predictors" in ret and "box_heads" in ret:
+        ret["box_predictors"] = [
+            rebuild(h, p) for h, p in zip(ret["box_heads"], ret["box_predictors"])
+        ]
+    else:
+        raise ValueError(
+            'MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE "balanced_l1" needs ROI heads built like '
+            "StandardROIHeads (box_head, box_predictor) or CascadeROIHeads (box_heads, "
+            f"box_predictors); these heads' arguments are {sorted(ret)}"
+        )
+    return ret
+
+
+def check_box_loss_config(cfg) -> None:
+    """
+    Raise ``ValueError`` at config time when ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` is
+    "balanced_l1" but ``MODEL.ROI_HEADS.NAME`` names heads that build Detectron2's own predictor,
+    naming both keys and the way to get it (``SampledROIHeads`` over those heads).
+    """
+    if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE != "balanced_l1":
+        return
+    name = cfg.MODEL.ROI_HEADS.NAME
+    if cfg.MODEL.META_ARCHITECTURE not in ("GeneralizedRCNN",) or name in _BALANCED_L1_HEADS:
+        return
+    raise ValueError(
+        f'MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE "balanced_l1" is not known to '
+        f"MODEL.ROI_HEADS.NAME {name!r} (Detectron2's predictor would fail at the first step): "
+        f'use MODEL.ROI_HEADS.NAME "SampledROIHeads" with MODEL.ROI_SAMPLER.HEADS {name!r} '
+        f"(and MODEL.ROI_SAMPLER.NAME for its sampler), or one of {list(_BALANCED_L1_HEADS)}"
+    )

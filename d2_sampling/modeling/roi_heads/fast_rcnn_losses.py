@@ -13,6 +13,8 @@ from detectron2.layers import cat, ciou_loss, diou_loss, nonzero_tuple
 from detectron2.structures import Instances
 from fvcore.nn import giou_loss, smooth_l1_loss
 
+from ..balanced_l1_loss import balanced_l1_loss
+
 __all__ = ["fast_rcnn_per_roi_losses"]
 
 
@@ -31,7 +33,8 @@ def fast_rcnn_per_roi_losses(
     Args:
         box_predictor (FastRCNNOutputLayers): the predictor whose losses to reproduce; its
             ``num_classes``, ``box2box_transform``, ``smooth_l1_beta``, ``box_reg_loss_type``,
-            ``loss_weight`` and ``use_sigmoid_ce`` are read.
+            ``loss_weight`` and ``use_sigmoid_ce`` are read, and for ``"balanced_l1"`` (a
+            :class:`BalancedL1FastRCNNOutputLayers`) its ``balanced_l1`` hyperparameters.
         predictions (tuple[Tensor, Tensor]): its outputs: scores (R, K+1) and box deltas
             (R, 4) or (R, 4K).
         proposals (list[Instances]): the RoIs, in the order of ``predictions``, with fields
@@ -72,6 +75,11 @@ def fast_rcnn_per_roi_losses(
             target = transform.get_deltas(proposal_boxes, gt_boxes)
             per_fg = smooth_l1_loss(
                 fg_deltas, target, beta=box_predictor.smooth_l1_beta, reduction="none"
+            ).sum(dim=1)
+        elif kind == "balanced_l1":
+            target = transform.get_deltas(proposal_boxes, gt_boxes)
+            per_fg = balanced_l1_loss(
+                fg_deltas, target, reduction="none", **box_predictor.balanced_l1
             ).sum(dim=1)
         else:
             iou_losses = {"giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}

@@ -22,7 +22,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..iou_balanced_logging import IoUBalancedSettings, log_sample_stats, sample_stats
-from .balanced_l1_fast_rcnn import BalancedL1FastRCNNOutputLayers
+from .balanced_l1_fast_rcnn import with_balanced_l1_predictors
 from .labeling import label_proposals, select_training_rois
 
 __all__ = ["IoUBalancedROIHeads", "IoUBalancedSamplingMixin", "iou_balanced_sampling_args"]
@@ -193,10 +193,7 @@ class IoUBalancedROIHeads(IoUBalancedSamplingMixin, StandardROIHeads):
     def _init_box_head(cls, cfg, input_shape):
         """StandardROIHeads' box head; with ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE:
         "balanced_l1"`` its predictor is :class:`BalancedL1FastRCNNOutputLayers` (Libra R-CNN)."""
-        ret = super()._init_box_head(cfg, input_shape)
-        if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE == "balanced_l1":
-            ret["box_predictor"] = BalancedL1FastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret
+        return with_balanced_l1_predictors(cfg, super()._init_box_head(cfg, input_shape))
 
 
 def iou_balanced_sampling_args(cfg):

@@ -27,6 +27,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..hard_example_mining import select_hard_examples
+from .balanced_l1_fast_rcnn import with_balanced_l1_predictors
 from .fast_rcnn_losses import fast_rcnn_per_roi_losses
 from .labeling import add_gt_fields, label_proposals, select_training_rois
 
@@ -348,6 +349,13 @@ class OHEMROIHeads(OHEMSamplingMixin, StandardROIHeads):
         ret = super().from_config(cfg, input_shape)
         ret.update(ohem_sampling_args(cfg))
         return ret
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        """StandardROIHeads' box head; with ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE:
+        "balanced_l1"`` its predictor is :class:`BalancedL1FastRCNNOutputLayers`, whose loss
+        the ranking then uses too (:func:`fast_rcnn_per_roi_losses`)."""
+        return with_balanced_l1_predictors(cfg, super()._init_box_head(cfg, input_shape))
 
 
 def ohem_sampling_args(cfg):

@@ -26,6 +26,7 @@ from typing import ClassVar, Dict, Tuple, Type, Union
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.utils.registry import Registry, locate
 
+from .balanced_l1_fast_rcnn import with_balanced_l1_predictors
 from .iou_balanced_roi_heads import IoUBalancedSamplingMixin, iou_balanced_sampling_args
 from .ohem_roi_heads import OHEMSamplingMixin, ohem_sampling_args
 
@@ -228,11 +229,19 @@ def SampledROIHeads(cfg, input_shape):
     """
     ``MODEL.ROI_HEADS.NAME: "SampledROIHeads"``: the ROI heads ``MODEL.ROI_SAMPLER.HEADS``
     (any registered ``StandardROIHeads`` subclass, built from ``cfg`` as usual) trained with
-    the sampler ``MODEL.ROI_SAMPLER.NAME``. See :func:`with_roi_sampler`.
+    the sampler ``MODEL.ROI_SAMPLER.NAME``. See :func:`with_roi_sampler`. With
+    ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE: "balanced_l1"`` the box predictor(s), every stage's
+    in a cascade, are :class:`BalancedL1FastRCNNOutputLayers`.
     """
     heads_cls = _yacs_heads_class(cfg.MODEL.ROI_SAMPLER.HEADS)
     sampler = build_roi_sampler(cfg)
-    return with_roi_sampler(heads_cls(cfg, input_shape), sampler)
+    if cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE == "balanced_l1":
+        # From its from_config arguments, with the balanced L1 predictor(s) swapped in.
+        args = with_balanced_l1_predictors(cfg, heads_cls.from_config(cfg, input_shape))
+        heads = heads_cls(**args)
+    else:
+        heads = heads_cls(cfg, input_shape)
+    return with_roi_sampler(heads, sampler)
 
 
 def _heads_class(heads: Union[str, Type]) -> Type:

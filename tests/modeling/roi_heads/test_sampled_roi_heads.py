@@ -37,6 +37,7 @@ from helpers import (
     assert_workers_agree,
     read_metrics,
     run_train_net,
+    sampled_opts,
     write_empty_images_dataset,
 )
 
@@ -51,17 +52,6 @@ def build(config, *opts, seed=0):
     torch.manual_seed(seed)
     cfg = load_yacs_config(str(config), [str(o) for o in opts], register_datasets=False)
     return build_model(cfg).train()
-
-
-def sampled_opts(sampler, heads="StandardROIHeads"):
-    return (
-        "MODEL.ROI_HEADS.NAME",
-        "SampledROIHeads",
-        "MODEL.ROI_SAMPLER.NAME",
-        sampler,
-        "MODEL.ROI_SAMPLER.HEADS",
-        heads,
-    )
 
 
 def inputs(model, seed=0, num_props=300):
