@@ -504,6 +504,14 @@ def test_papers_table_from_result_files(tmp_path):
         "not run",
         "AP -5.0 ± 1.4, AP50 -7.8 ± 1.6 (3 seeds)",
     ]
+    # The accuracy table: the diverged run's metrics (its last evaluation) are not a result.
+    assert _row(md, "OHEM (paper) (2 of 3 seeds; diverged: seed 0 (after iteration 119))")[1:5] == [
+        "50.5 ± 0.7",
+        "50.5 ± 0.7",
+        "50.5 ± 0.7",
+        "50.5 ± 0.7",
+    ]
+    assert "| -2.5 ± 0.7 | -2.5 ± 0.7 | +7.5 ± 0.7 | worse |" in md
     assert cells("ohem_mmdet", "faster_rcnn")[:3] == ["AP 36.4 → 36.6 (+0.2)", "not run", "not run"]
     assert cells("retinanet_atss", "retinanet")[:2] == ["AP 38.4 → 39.2 (+0.8)", "not run"]
     assert cells("atss", "retinanet")[:3] == [
@@ -545,6 +553,35 @@ def test_papers_table_from_result_files(tmp_path):
     empty.mkdir()
     md = lib.markdown.render_report(dict.fromkeys(lib.regimes.REGIMES), empty).read_text()
     assert "Against the papers" not in md
+
+
+def test_a_method_whose_runs_all_diverged_has_no_numbers(tmp_path):
+    """Every seed diverged: the accuracy and error tables say so, no last-evaluation numbers."""
+    lib = _suite_lib()
+    regime = lib.regimes.REGIMES["bccd"]
+    results_dir, out = tmp_path / "results", tmp_path / "docs"
+    out.mkdir()
+    keys = [m.key for m in regime.methods]
+    for key, seed, ap in [("faster_rcnn", 0, 50.0), ("faster_rcnn", 1, 52.0)]:
+        m = regime.method(key)
+        path = lib.store.result_file(results_dir, regime.name, "method", m.run_name, seed)
+        lib.store.write_json(path, _fake_result(regime, m, seed, ap, keys, [0, 1, 2]))
+    m = regime.method("ohem")
+    for seed, it in [(0, 119), (1, 82)]:
+        data = _fake_result(regime, m, seed, 16.0, keys, [0, 1, 2])
+        data.update(status="diverged", iterations=it)
+        path = lib.store.result_file(results_dir, regime.name, "method", m.run_name, seed)
+        lib.store.write_json(path, data)
+    sections = {n: None for n in lib.regimes.REGIMES}
+    sections["bccd"] = lib.store.regime_results(regime, results_dir, out)
+    md = lib.markdown.render_report(sections, out).read_text()
+    rows = [r for r in _table_rows(md) if r.startswith("| OHEM (paper) |")]
+    accuracy = [c.strip() for c in rows[0].strip().strip("|").split("|")]
+    assert accuracy[1] == "diverged: seed 0 (after iteration 119), seed 1 (after iteration 82)"
+    assert accuracy[2:] == [""] * 8 + ["diverged"]
+    errors = md.split("### What the final detections are")[1]
+    (row,) = [r for r in _table_rows(errors) if r.startswith("| OHEM (paper) |")][:1]
+    assert row.split("|")[2].strip() == "diverged" and "16" not in row
 
 
 def _load_cfg(config, opts):

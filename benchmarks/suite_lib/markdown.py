@@ -17,6 +17,7 @@ from .errors import ERROR_TYPES
 from .papers import PUBLISHED, our_metrics
 from .plots import families, plot_curves
 from .regimes import METRICS, REGIMES, estimate_s
+from .stats import diverged as _diverged
 from .stats import mean_std, paired_diffs, summarize, verdict
 
 GENERATED = (
@@ -202,10 +203,6 @@ def _published_delta(entry):
     return ", ".join(out)
 
 
-def _diverged(r):
-    return r.get("status") == "diverged"
-
-
 def _diverged_note(runs, label=None):
     """ "OHEM (paper) seed 0 (after iteration 119)", one per diverged run of ``runs``."""
     who = f"{label} " if label else ""
@@ -323,6 +320,11 @@ def render_regime(results, regime, out, depth=0):
                 d, v = ["", "", ""], ""
                 L.append(f"| {label} | " + " | ".join(cells + d) + f" | {v} |")
                 continue
+            if len(s["diverged"]) == s["n"]:  # no finished run: no numbers, the divergences
+                cells = ["diverged: " + ", ".join(_diverged_note(s["diverged"]))]
+                cells += [""] * (len(METRICS) - 1)
+                L.append(f"| {label} | " + " | ".join(cells + ["", "", ""]) + " | diverged |")
+                continue
             cells = [_pm(s[k]) for k in METRICS]
             if not m["baseline"]:
                 d, v = ["(baseline)", "", ""], ""
@@ -364,9 +366,13 @@ def render_regime(results, regime, out, depth=0):
 
 
 def _label(m, s, n_seeds):
-    """A method's label, with its number of seeds when it has fewer runs than planned."""
-    if 0 < s["n"] < n_seeds:
-        return f"{m['label']} ({s['n']} of {n_seeds} seeds)"
+    """A method's label, with its number of seeds when it has fewer finished runs than planned
+    (and which of its runs diverged)."""
+    done = s["n"] - len(s.get("diverged", ()))
+    if 0 < done < n_seeds:
+        notes = _diverged_note(s.get("diverged", ()))
+        extra = f"; diverged: {', '.join(notes)}" if notes else ""
+        return f"{m['label']} ({done} of {n_seeds} seeds{extra})"
     return m["label"]
 
 
@@ -521,10 +527,15 @@ def render_errors(results, depth=0):
         "|---|---:|---:|---:|---:|---:|",
     ]
     for m in results["methods"]:
-        runs = [r["errors"] for r in results["runs"].get(m["key"], []) if r.get("errors")]
-        cells = [
-            _f(mean_std([100 * e[k] for e in runs if e[k] is not None])[0]) for k in ERROR_TYPES
-        ]
+        rs = results["runs"].get(m["key"], [])
+        # A diverged run's detections are its last evaluation's, before the divergence.
+        runs = [r["errors"] for r in rs if r.get("errors") and not _diverged(r)]
+        if rs and not runs and any(_diverged(r) for r in rs):
+            cells = ["diverged"] + [""] * (len(ERROR_TYPES) - 1)
+        else:
+            cells = [
+                _f(mean_std([100 * e[k] for e in runs if e[k] is not None])[0]) for k in ERROR_TYPES
+            ]
         L.append(f"| {m['label']} | " + " | ".join(cells) + " |")
     L.append("")
     return L

@@ -18,10 +18,16 @@ def mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def diverged(run) -> bool:
+    """A run that stopped with Detectron2's FloatingPointError: the metrics it holds are those
+    of its last evaluation before the divergence, not a result of its schedule."""
+    return run.get("status") == "diverged"
+
+
 def paired_diffs(runs, base_runs, metric):
     """
     ``metric`` of each run minus that of the baseline's run of the same seed, in the order of
-    ``runs``: only the seeds both have, with the metric in both (a diverged run has none).
+    ``runs``: only the seeds both have, finished (not diverged) with the metric in both.
 
     Args:
         runs, base_runs (list[dict]): result files' contents (``seed``, ``metrics``).
@@ -30,11 +36,12 @@ def paired_diffs(runs, base_runs, metric):
     Returns:
         list[float]: one difference per paired seed.
     """
-    base_by_seed = {r["seed"]: r for r in base_runs}
+    base_by_seed = {r["seed"]: r for r in base_runs if not diverged(r)}
     return [
         r["metrics"][metric] - base_by_seed[r["seed"]]["metrics"][metric]
         for r in runs
         if r["seed"] in base_by_seed
+        and not diverged(r)
         and r["metrics"][metric] is not None
         and base_by_seed[r["seed"]]["metrics"][metric] is not None
     ]
@@ -46,18 +53,19 @@ def _median_time(rs):
 
 def summarize(results):
     """
-    Per method of ``results["methods"]``: ``n`` (runs), mean/std of each metric, the median
-    iteration time, the peak RSS (max over seeds; None without runs) and, when its baseline has
-    runs, ``delta_<metric>`` (mean/std over seeds of method minus baseline, same seed) and
+    Per method of ``results["methods"]``: ``n`` (runs), ``diverged`` (those of them that
+    diverged), mean/std of each metric over the others, the median iteration time, the peak RSS
+    (max over seeds; None without runs) and, when its baseline has runs, ``delta_<metric>``
+    (mean/std over seeds of method minus baseline, same seed, finished runs only) and
     ``time_ratio`` (median iteration time over the baseline's).
     """
     runs = results["runs"]
     out = {}
     for m in results["methods"]:
         rs = runs.get(m["key"], [])
-        row = {"n": len(rs)}
+        row = {"n": len(rs), "diverged": [r for r in rs if diverged(r)]}
         for k in METRICS:
-            row[k] = mean_std([r["metrics"][k] for r in rs])
+            row[k] = mean_std([r["metrics"][k] for r in rs if not diverged(r)])
         row["iter_time_s"] = _median_time(rs)
         row["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rs), default=None)
         b = m["baseline"]
