@@ -304,7 +304,7 @@ def plan(regime, args, work, results_dir, suite_command):
     )
     gt_file = _gt_file(regime, test_ds)
 
-    def job(kind, key, config, name, seed, overrides, extra_args, folder, gt=None):
+    def job(kind, key, config, name, seed, overrides, extra_args, folder, gt=None, run_iters=None):
         return runner.Job(
             kind=kind,
             key=key,
@@ -316,17 +316,24 @@ def plan(regime, args, work, results_dir, suite_command):
             extra_args=extra_args,
             test_dataset=test_ds,
             gt_file=gt,
-            settings=settings,
+            settings=settings if run_iters is None else dict(settings, iters=run_iters),
             label=f"{regime.name} {folder + '/' if folder else ''}{name} seed {seed}",
+            iterations=run_iters,
         )
+
+    def method_job(m, seed):
+        """A method's run: its family's schedule (rescaled to --iters when given)."""
+        if quick or args.iters is not None or m.family not in regime.family_schedules:
+            return job(
+                "method", m.key, m.config, m.run_name, seed, common, extra, "", gt_file, iters
+            )
+        own = regime.iters_of(m.family)
+        opts = schedule_opts(regime.schedule_of(m.family), own, quick) + rest
+        return job("method", m.key, m.config, m.run_name, seed, opts, extra, "", gt_file, own)
 
     # Seed-major: every method's seed-0 run comes before any seed-1 run, so the runs sharing
     # the machine at any time are a mix of methods, not one method's seeds side by side.
-    jobs = [
-        job("method", m.key, m.config, m.run_name, s, common, extra, "", gt_file)
-        for s in seeds
-        for m in chosen
-    ]
+    jobs = [method_job(m, s) for s in seeds for m in chosen]
     # --quick leaves coco_tiny out unless --coco asks for it (7 more runs: ~2 min on 2 cores).
     use_coco = (
         regime.coco_tiny

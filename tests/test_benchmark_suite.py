@@ -880,10 +880,24 @@ def test_estimate_of_the_default_suite():
     low, high = lib.regimes.estimate_s(bccd, jobs=2)
     est = bccd.estimate
     per_eval = bccd.test_images * est.eval_s_per_image + est.eval_overhead_s
-    runs = len(bccd.methods) * bccd.seeds
-    assert runs == 21 and lib.regimes.num_evaluations(600, 100) == 6
-    assert low == pytest.approx(runs * (600 * 2.5 + 6 * per_eval + est.startup_s) / 2)
-    assert high == pytest.approx(runs * (600 * 3.3 + 6 * per_eval + est.startup_s) / 2)
+    # 4 R-CNN configs at 600 iterations (6 evaluations), 3 dense ones at 1200 (12), 3 seeds.
+    assert [m.family for m in bccd.methods].count("rcnn") == 4 and len(bccd.methods) == 7
+    assert [bccd.iters_of(f) for f in ("rcnn", "retinanet")] == [600, 1200]
+    assert lib.regimes.num_evaluations(1200, 100) == 12
+
+    def expected(s):
+        rcnn = 4 * 3 * (600 * s + 6 * per_eval + est.startup_s)
+        dense = 3 * 3 * (1200 * s + 12 * per_eval + est.startup_s)
+        return (rcnn + dense) / 2
+
+    assert (low, high) == (pytest.approx(expected(2.5)), pytest.approx(expected(3.3)))
+    # --iters N: every run N iterations.
+    low, _ = lib.regimes.estimate_s(bccd, iters=600, jobs=2)
+    assert low == pytest.approx(21 * (600 * 2.5 + 6 * per_eval + est.startup_s) / 2)
+    assert bccd.iters_text() == (
+        "600 (Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)) or 1200 (RetinaNet / ATSS "
+        "(EfficientNet-Lite0-FPN, pretrained))"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -921,6 +935,47 @@ def test_error_profile_classifies_each_detection(tmp_path):
         assert e[k] == pytest.approx(0.2), k
     assert e["recall"] == e["tp"]
     assert error_profile(tmp_path / "missing.json", tmp_path / "gt.json") is None
+
+
+def test_plan_gives_each_family_its_schedule(tmp_path):
+    """bccd: the R-CNN configs train 600 iterations, the dense ones their configs' 1200 (the
+    overrides write it out, the settings record it); --iters N: every run N; a result file of
+    another length (its config's schedule changed since) is refused, not mixed in."""
+    lib = _suite_lib()
+    bccd = lib.regimes.REGIMES["bccd"]
+    work, results = tmp_path / "work", tmp_path / "results"
+    jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1"], work, results)
+    by_key = {j.key: j for j in jobs}
+    for m in bccd.methods:
+        j = by_key[m.key]
+        want = 1200 if m.family == "retinanet" else 600
+        assert j.iterations == want and j.settings["iters"] == want, m.key
+        cfg = _load_cfg(m.config, list(j.overrides))
+        assert cfg.SOLVER.MAX_ITER == want, m.key
+        assert tuple(cfg.SOLVER.STEPS) == ((960, 1120) if want == 1200 else (480, 560))
+    assert by_key["faster_rcnn"].overrides[:2] == ["TEST.EVAL_PERIOD", 100]  # its own, untouched
+    jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1", "--iters", "300"], work, results)
+    for j in jobs:
+        cfg = _load_cfg(j.config, list(j.overrides))
+        assert j.iterations == cfg.SOLVER.MAX_ITER == 300 and j.settings["iters"] == 300
+
+    # A dense run's result file from when its config trained 600 iterations.
+    (job,) = [
+        j
+        for j in _plan(["--regime", "bccd", "--seeds", "1"], work, results)[0]
+        if j.key == "retinanet"
+    ]
+    stale = _fake_result(bccd, bccd.method("retinanet"), 0, 30.0, ["retinanet"], [0])
+    stale["settings"].update(
+        config=job.config,
+        overrides=[lib.runner.relative_to_repo(x) for x in job.overrides],
+        extra_args=[lib.runner.relative_to_repo(x) for x in job.extra_args],
+    )
+    lib.store.write_json(job.result_file, stale)  # "iterations": 600
+    with pytest.raises(
+        SystemExit, match="trained 600 iterations, this invocation's schedule has 1200"
+    ):
+        lib.runner.run_train(job, 1, lambda _: None, machine={})
 
 
 def test_plan_of_the_opt_in_methods(tmp_path):

@@ -120,8 +120,8 @@ def render_report(sections, out, regime_order=None, default_jobs=2):
             "",
             f"**How long the default suite takes.** `make bench` (`--regime bccd`: "
             f"{len(b.methods)} configs x {b.seeds} seeds = {len(b.methods) * b.seeds} runs of "
-            f"{b.iters} iterations, evaluated every {b.eval_period} iterations, {default_jobs} "
-            f"runs at a time on 2 CPU cores): about {fmt_hours(low, high)}, "
+            f"{b.iters_text()} iterations, evaluated every {b.eval_period} iterations, "
+            f"{default_jobs} runs at a time on 2 CPU cores): about {fmt_hours(low, high)}, "
             f"estimated from {b.estimate.note}. Each finished run writes its result file, and "
             "`--commit` commits it as it completes: an interrupted suite resumes on any "
             "machine from what is in the repository.",
@@ -250,8 +250,8 @@ def render_not_run(regime, jobs):
         command = f"`make bench` ({command})"
     return [
         f"Not run yet. {command} trains its {len(regime.methods)} configs x {regime.seeds} "
-        f"seeds: {n} runs of {regime.iters} iterations on `{regime.train_dataset}`, evaluated "
-        f"on `{regime.test_dataset}` every {regime.eval_period} iterations; about "
+        f"seeds: {n} runs of {regime.iters_text()} iterations on `{regime.train_dataset}`, "
+        f"evaluated on `{regime.test_dataset}` every {regime.eval_period} iterations; about "
         f"{fmt_hours(low, high)} with {jobs} runs at a time on 2 CPU cores, from "
         f"{regime.estimate.note}.",
         "",
@@ -442,9 +442,16 @@ def header(results, regime):
     commands = [c for c in st.get("suite_commands", []) if c]
     if commands:
         L.append("- command: " + ", ".join(f"`{c}`" for c in commands))
-    L.append(_schedule_line(st))
+    L.append(_schedule_line(st, regime.families))
     if not st["quick"]:
-        low, high = estimate_s(regime, st["iters"], len(st["planned_seeds"]), jobs_n, n_cfg)
+        per_family = len(set(st.get("iters_by_family", {}).values())) > 1
+        low, high = estimate_s(
+            regime,
+            None if per_family else st["iters"],
+            len(st["planned_seeds"]),
+            jobs_n,
+            [m["family"] for m in results["methods"]],
+        )
         L.append(
             f"- expected duration of the whole regime: {fmt_hours(low, high)} with "
             f"{jobs_n} run(s) at a time ({regime.estimate.note})"
@@ -473,13 +480,18 @@ def _stack_line(mach):
     )
 
 
-def _schedule_line(st):
+def _schedule_line(st, families=None):
     threads = st["threads_per_run"]
     jobs = st["parallel_runs"]
     threads = "/".join(map(str, threads)) if isinstance(threads, list) else threads
     jobs = "/".join(map(str, jobs)) if isinstance(jobs, list) else jobs
+    by_family = st.get("iters_by_family") or {}
+    if len(set(by_family.values())) > 1:
+        iters = ", ".join(f"{n} ({(families or {}).get(f, f)})" for f, n in by_family.items())
+    else:
+        iters = st["iters"]
     return (
-        f"- schedule: {st['iters']} iterations per run, evaluation every {st['eval_period'] or '-'}"
+        f"- schedule: {iters} iterations per run, evaluation every {st['eval_period'] or '-'}"
         f" iterations and at the end; train `{st['train_dataset']}`, test `{st['test_dataset']}`;"
         f" seeds {st['seeds']}; {threads} thread(s) per run, "
         f"{jobs} run(s) at a time"

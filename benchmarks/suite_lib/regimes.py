@@ -105,6 +105,28 @@ class Regime:
     coco_tiny: bool = False
     speed_benches: bool = False
     needs: tuple = field(default_factory=tuple)  # paths that must exist to run it
+    # Families whose configs have a schedule of their own (family -> Schedule), trained for
+    # that many iterations by default instead of ``iters`` (BCCD's dense detectors: 1200).
+    family_schedules: dict = field(default_factory=dict)
+
+    def schedule_of(self, family):
+        """The configs' own schedule of ``family``."""
+        return self.family_schedules.get(family, self.schedule)
+
+    def iters_of(self, family):
+        """The suite's default iterations per run for a config of ``family``."""
+        return (
+            self.family_schedules[family].iters if family in self.family_schedules else self.iters
+        )
+
+    def iters_text(self):
+        """The default iterations per run, in words: "600", or per family where they differ."""
+        if not self.family_schedules:
+            return f"{self.iters}"
+        per = {}
+        for fam, title in self.families.items():
+            per.setdefault(self.iters_of(fam), []).append(title)
+        return " or ".join(f"{n} ({', '.join(t)})" for n, t in per.items())
 
     def method_table(self):
         return [m.as_dict() for m in self.methods]
@@ -183,6 +205,9 @@ EFFNETLITE0_NAMES = (
 BCCD_RCNN_LR = 0.01  # SOLVER.BASE_LR
 BCCD_RCNN_GAMMA = 0.1  # SOLVER.GAMMA (Detectron2's default), applied at each of SOLVER.STEPS
 BCCD_SCHEDULE = Schedule(600, 100, (480, 560))
+# The dense detectors' (configs/Base-BCCD-RetinaNet.yaml): the same shape, twice as long. At 600
+# iterations RetinaNet had not always learnt the rare WBC class (docs/bccd.md).
+BCCD_DENSE_SCHEDULE = Schedule(1200, 100, (960, 1120))
 # The LR of the baseline's last iterations (after both decays): 0.01 x 0.1^2 = 1e-4.
 BCCD_RCNN_FINAL_LR = round(BCCD_RCNN_LR * BCCD_RCNN_GAMMA ** len(BCCD_SCHEDULE.steps), 12)
 # configs/BCCD/faster_rcnn_effnetlite0_FPN_ohem.yaml trains on MODEL.OHEM.BATCH_SIZE_PER_IMAGE
@@ -340,6 +365,7 @@ BCCD = Regime(
     },
     schedule=BCCD_SCHEDULE,
     iters=600,
+    family_schedules={"retinanet": BCCD_DENSE_SCHEDULE},
     eval_period=100,
     seeds=3,
     train_dataset="bccd_train",
@@ -509,17 +535,26 @@ def num_evaluations(iters, eval_period):
     return max(1, math.ceil(iters / eval_period))
 
 
-def estimate_s(regime, iters=None, seeds=None, jobs=SUITE_JOBS, n_methods=None):
+def estimate_s(regime, iters=None, seeds=None, jobs=SUITE_JOBS, families=None):
     """
     Expected wall time of a regime's training runs, (low, high) seconds: every run's training
     iterations, evaluations and start-up (``regime.estimate``), summed and divided by the runs
-    at a time. Defaults: the regime's iterations, seeds and methods.
+    at a time.
+
+    Args:
+        iters (int): iterations of every run; default: each config's family's
+            (``regime.iters_of``).
+        seeds (int): runs per config; default: the regime's.
+        families (list[str]): the family of each config; default: the regime's methods'.
     """
-    iters = regime.iters if iters is None else iters
-    n_runs = (len(regime.methods) if n_methods is None else n_methods) * (
-        regime.seeds if seeds is None else seeds
-    )
+    families = [m.family for m in regime.methods] if families is None else families
+    seeds = regime.seeds if seeds is None else seeds
     est = regime.estimate
     per_eval = regime.test_images * est.eval_s_per_image + est.eval_overhead_s
-    fixed = num_evaluations(iters, regime.eval_period) * per_eval + est.startup_s
-    return tuple(n_runs * (iters * s + fixed) / jobs for s in est.s_per_iter)
+    out = [0.0 for _ in est.s_per_iter]
+    for fam in families:
+        n = regime.iters_of(fam) if iters is None else iters
+        fixed = num_evaluations(n, regime.eval_period) * per_eval + est.startup_s
+        for i, s in enumerate(est.s_per_iter):
+            out[i] += seeds * (n * s + fixed) / jobs
+    return tuple(out)

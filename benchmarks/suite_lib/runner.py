@@ -65,6 +65,9 @@ class Job:
     gt_file: Optional[object] = None
     settings: dict = field(default_factory=dict)  # stored with the result (regime, schedule)
     label: str = ""  # "<regime> <config> seed <k>", for logs and commit messages
+    # The iterations a finished run of this job has trained (None: not checked): a result file
+    # with others was made with another schedule, e.g. before its config's schedule changed.
+    iterations: Optional[int] = None
 
 
 def relative_to_repo(arg):
@@ -105,6 +108,13 @@ def run_train(job, threads, log, machine, keep_checkpoints=False, on_result=None
     if job.result_file.is_file():
         result = json.loads(job.result_file.read_text())
         same, mine = _same_settings(result.get("settings", {}), job)
+        if same and job.iterations and result.get("status") != "diverged":
+            if result.get("iterations") != job.iterations:
+                raise SystemExit(
+                    f"suite.py: {job.result_file} trained {result.get('iterations')} "
+                    f"iterations, this invocation's schedule has {job.iterations} (its config's "
+                    "schedule changed?). Delete it to rerun it, or pass another --results-dir."
+                )
         if not same:
             stored = {k: result.get("settings", {}).get(k) for k in mine}
             raise SystemExit(

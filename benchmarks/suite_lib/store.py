@@ -101,6 +101,12 @@ def aggregate(regime, results_dir):
             "seeds": sorted({r["seed"] for r in done}),
             "planned_seeds": sorted(planned_seeds | {r["seed"] for r in done}),
             "iters": st["iters"],
+            # Where families train for different numbers of iterations (BCCD's dense detectors).
+            "iters_by_family": {
+                m["family"]: runs[m["key"]][0]["settings"]["iters"]
+                for m in methods
+                if runs[m["key"]]
+            },
             "eval_period": st["eval_period"],
             "threads_per_run": threads[0] if len(threads) == 1 else threads,
             "parallel_runs": jobs[0] if len(jobs) == 1 else jobs,

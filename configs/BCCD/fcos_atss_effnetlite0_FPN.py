@@ -2,6 +2,7 @@
 # squares of 4 x stride for the assignment, otherwise fcos_effnetlite0_FPN.
 from ..common.bccd import (  # noqa
     dataloader,
+    dense_schedule,
     lr_multiplier,
     optimizer,
     retinanet_effnetlite0,
@@ -9,5 +10,5 @@ from ..common.bccd import (  # noqa
 )
 from ..common.fcos import fcos_atss_from_retinanet
 
-optimizer.lr = 0.005
+dense_schedule()
 model = fcos_atss_from_retinanet(retinanet_effnetlite0(), anchor_scale=4.0, num_convs=2)

@@ -2,6 +2,7 @@
 # fcos_effnetlite0_FPN.yaml: towers of 2 convs, the RetinaNet's backbone, images and schedule.
 from ..common.bccd import (  # noqa
     dataloader,
+    dense_schedule,
     lr_multiplier,
     optimizer,
     retinanet_effnetlite0,
@@ -9,5 +10,5 @@ from ..common.bccd import (  # noqa
 )
 from ..common.fcos import fcos_from_retinanet
 
-optimizer.lr = 0.005
+dense_schedule()
 model = fcos_from_retinanet(retinanet_effnetlite0(), num_convs=2)

@@ -1,6 +1,13 @@
 # Baseline: EfficientNet-Lite0-FPN RetinaNet (ImageNet-pretrained) on BCCD, IoU-threshold
 # anchor assignment (0.4 / 0.5).
-from ..common.bccd import dataloader, lr_multiplier, optimizer, retinanet_effnetlite0, train  # noqa
+from ..common.bccd import (  # noqa
+    dataloader,
+    dense_schedule,
+    lr_multiplier,
+    optimizer,
+    retinanet_effnetlite0,
+    train,
+)
 
-optimizer.lr = 0.005
+dense_schedule()
 model = retinanet_effnetlite0()
