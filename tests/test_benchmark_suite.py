@@ -890,10 +890,10 @@ def test_estimate_of_the_default_suite():
         dense = 3 * 3 * (1200 * s + 12 * per_eval + est.startup_s)
         return (rcnn + dense) / 2
 
-    assert (low, high) == (pytest.approx(expected(2.5)), pytest.approx(expected(3.3)))
+    assert (low, high) == (pytest.approx(expected(1.2)), pytest.approx(expected(2.0)))
     # --iters N: every run N iterations.
     low, _ = lib.regimes.estimate_s(bccd, iters=600, jobs=2)
-    assert low == pytest.approx(21 * (600 * 2.5 + 6 * per_eval + est.startup_s) / 2)
+    assert low == pytest.approx(21 * (600 * 1.2 + 6 * per_eval + est.startup_s) / 2)
     assert bccd.iters_text() == (
         "600 (Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)) or 1200 (RetinaNet / ATSS "
         "(EfficientNet-Lite0-FPN, pretrained))"

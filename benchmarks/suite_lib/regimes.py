@@ -180,17 +180,20 @@ def _methods(folder, rcnn_baseline, rcnn, retinanet, atss):
     )
 
 
-# The pretrained regimes' time per iteration, from the BCCD Faster R-CNN config on the 2-core
-# machine under load (other jobs running): 2.5-3.3 s for a batch of 4 at ~320 px, RetinaNet and
-# ATSS about the same; evaluation ~0.1 s per image for inference alone (measured on bccd_val),
-# taken as 0.2 for a trained model under load.
+# The pretrained regimes' time per iteration (batch 4, ~320 px), from the BCCD suite's own runs
+# on the 2-core machine, 2 runs side by side, 1 thread each: 1.0-1.4 s with nothing else running
+# (11 of the 13 runs of 2026-12-02 evening: R-CNN 1.25-1.40, RetinaNet / ATSS 1.0-1.1; the other
+# two 1.9 and 2.7), 1.7-2.0 with other work on the machine, 2.3-4.6 with more (the runs of that
+# morning); evaluation ~0.1 s
+# per image for inference alone (measured on bccd_val), taken as 0.2 for a trained model.
 PRETRAINED_ESTIMATE = Estimate(
-    s_per_iter=(2.5, 3.3),
+    s_per_iter=(1.2, 2.0),
     eval_s_per_image=0.2,
     eval_overhead_s=5.0,
     startup_s=45.0,
-    note="2.5-3.3 s per training iteration (batch 4, ~320 px, measured under load), "
-    "~0.2 s per test image in each evaluation, ~45 s of start-up per run",
+    note="1.2-2.0 s per training iteration (batch 4, ~320 px, 2 runs side by side: measured "
+    "1.0-1.4 on a machine doing nothing else, 1.7-2.0 with other work on it), ~0.2 s per test "
+    "image in each evaluation, ~45 s of start-up per run",
 )
 
 EFFNETLITE0_NAMES = (
