@@ -633,6 +633,7 @@ def test_control_definitions():
 
     bccd = {c["key"]: c for c in regimes.REGIMES["bccd"].controls}
     assert list(bccd) == [
+        "faster_rcnn_2x",
         "faster_rcnn_64",
         "faster_rcnn_half_lr",
         "ohem_half_lr",
@@ -642,6 +643,15 @@ def test_control_definitions():
     base_cfg = _load_cfg("BCCD/faster_rcnn_effnetlite0_FPN.yaml", [])
     ohem_cfg = _load_cfg("BCCD/faster_rcnn_effnetlite0_FPN_ohem.yaml", [])
     assert ohem_cfg.MODEL.ROI_HEADS.NAME == "OHEMROIHeads"
+    # The baseline twice as long: its LR at iteration 2i is its 600-iteration LR at i, beyond
+    # the warm-up (as the dense detectors' 1200-iteration schedule).
+    c = bccd["faster_rcnn_2x"]
+    assert c["own_schedule"] and c["compare"] == "faster_rcnn"
+    twice = _lrs(_load_cfg(c["config"], c["opts"]))
+    once = _lrs(base_cfg)
+    assert len(twice) == 1200 and twice[2 * 100 :: 2] == pytest.approx(once[100:])
+    dense = _lrs(_load_cfg("BCCD/retinanet_effnetlite0_FPN.yaml", []))
+    assert [lr / dense[i] for i, lr in enumerate(twice)] == pytest.approx([2.0] * 1200)
     # a. Random sampling at the number of RoIs per image OHEM (paper) trains on.
     c = bccd["faster_rcnn_64"]
     cfg = _load_cfg(c["config"], c["opts"])

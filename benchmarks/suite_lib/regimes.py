@@ -241,6 +241,24 @@ _FINETUNE_OPTS = [
 ]
 BCCD_CONTROLS = (
     dict(
+        key="faster_rcnn_2x",
+        label="Faster R-CNN, random sampling, 1200 iterations",
+        config="BCCD/faster_rcnn_effnetlite0_FPN.yaml",
+        opts=[
+            "SOLVER.MAX_ITER",
+            2 * BCCD_SCHEDULE.iters,
+            "SOLVER.WARMUP_ITERS",
+            BCCD_SCHEDULE.warmup,
+            "SOLVER.STEPS",
+            "(" + ",".join(str(2 * s) for s in BCCD_SCHEDULE.steps) + ",)",
+        ],
+        own_schedule=True,
+        compare="faster_rcnn",
+        question="Has the R-CNN baseline converged in its 600 iterations? The same config "
+        "trained twice as long (the schedule's shape kept: warm-up 100, decays at 960 and "
+        "1120, as the dense detectors'), against the 600-iteration run of the same seed.",
+    ),
+    dict(
         key="faster_rcnn_64",
         label=f"Faster R-CNN, random sampling, {OHEM_ROIS_PER_IMAGE} RoIs / image",
         config="BCCD/faster_rcnn_effnetlite0_FPN.yaml",
