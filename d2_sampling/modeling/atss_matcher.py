@@ -15,7 +15,7 @@ import math
 import numbers
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from detectron2.structures import Boxes
@@ -75,9 +75,10 @@ class ATSSAnchors:
         centers (Tensor): (R, 2) their centers, ``(x0 + x1) / 2`` and ``(y0 + y1) / 2``.
         plans (tuple[GridPlan, GridPlan] or None): the grid path's two passes (windows of
             ``ceil(sqrt(k)) + 1`` and 2 more cells); None: the general path.
-        planes (Tensor): (4, R) ``tensor`` transposed: x0, y0, x1, y1 rows, so that the
-            candidates' coordinates are gathered as planes the IoU arithmetic runs on at full
-            speed (an (R, 4) layout makes every operation with a GT broadcast over 4 values).
+        planes (Tensor): (6, R) ``tensor`` and ``centers`` transposed: x0, y0, x1, y1, cx,
+            cy rows, so that the candidates' coordinates are gathered, in one operation, as
+            planes the IoU arithmetic and the center test run on at full speed (an (R, 4)
+            layout makes every operation with a GT broadcast over 4 values).
         points (Tensor or None): (R,) complex view of ``centers`` (``x + iy``), gathered and
             subtracted as one number per anchor by the grid path; None when it does not apply.
     """
@@ -90,7 +91,7 @@ class ATSSAnchors:
 
     def __post_init__(self):
         self.num_candidates = sum(min(k, r) for r, k in zip(self.level_sizes, self.level_k))
-        self.planes = self.tensor.t().contiguous()
+        self.planes = torch.cat([self.tensor, self.centers], dim=1).t().contiguous()
         self.points = None
         if self.plans is not None:  # float32 (prepare_anchors): one complex64 per center
             self.points = self.centers.contiguous().view(torch.complex64).view(-1)
@@ -289,21 +290,26 @@ class ATSSMatcher:
                 is_positive=torch.zeros((num_gt, num_cand), dtype=torch.bool, device=device),
                 level_sizes=level_sizes,
             )
-        gt = gt.to(dtype)
+        if gt.dtype != dtype:
+            gt = gt.to(dtype)
+        const = _select_operands(dtype, device, self.center_margin, num_cand)
 
-        # (G, 2) centers, (x0 + x1) / 2 as the references compute them.
-        gt_xy0, gt_xy1 = gt.view(-1, 2, 2).unbind(1)  # (G, 2) each
-        gt_c = (gt_xy0 + gt_xy1).div_(2.0)
+        # (G, 1, 2) centers (the grid path's shape), (x0 + x1) / 2 as the references compute
+        # them.
+        gt_xy0, gt_xy1 = gt.view(-1, 1, 2, 2).unbind(2)
+        gt_c = (gt_xy0 + gt_xy1).div_(const.two)
         fallback = None
         if anchors.plans is not None:
             indices, fallback = self._grid_nearest_k(anchors, gt_c)
         else:
+            gt_c = gt_c.view(-1, 2)
             indices = self._general_nearest_k(anchors, gt_c[:, 0], gt_c[:, 1])
 
-        # The candidates' corners as (2, G, C) planes (x, y), the GTs' as (2, G, 1).
+        # The candidates' corners and centers as (2, G, C) planes (x, y), the GTs' corners as
+        # (2, G, 1).
         corners = anchors.planes.index_select(1, indices.reshape(-1))
-        lo, hi = corners.view(2, 2, num_gt, -1).unbind(0)
-        gt_lo, gt_hi = gt.t().view(2, 2, num_gt, 1).unbind(0)
+        lo, hi, center = corners.view(3, 2, num_gt, -1).unbind(0)
+        gt_lo, gt_hi = gt_xy0.permute(2, 0, 1), gt_xy1.permute(2, 0, 1)
         ious = _iou_planes(lo, hi, gt_lo, gt_hi)  # (G, C)
 
         # The statistics in float64: with float32, the mean of equal IoUs can round above
@@ -314,17 +320,14 @@ class ATSSMatcher:
         thresholds = ious64.mean(dim=1, keepdim=True)  # (G, 1): mean, then mean + std
         if num_cand > 1:  # (a single candidate: std 0, not NaN)
             spread = torch.linalg.vector_norm(ious64 - thresholds, dim=1, keepdim=True)
-            thresholds.add_(spread.div_(math.sqrt(num_cand - 1)))
+            thresholds.addcdiv_(spread, const.sqrt_dof)  # + spread / sqrt(n - 1)
         is_positive = ious64 >= thresholds
         thresholds = thresholds.squeeze(1)
 
-        # Center strictly inside the GT, by more than the margin on all four sides. The
-        # centers are recomputed from the gathered corners: the same arithmetic as
-        # ``ATSSAnchors.centers``, so the same bits.
-        center = (lo + hi).div_(2.0)
+        # Center strictly inside the GT, by more than the margin on all four sides.
         inside = center - gt_lo
         torch.minimum(inside, torch.sub(gt_hi, center, out=center), out=inside)  # (2, G, C)
-        is_positive &= torch.minimum(*inside.unbind(0)) > self.center_margin
+        is_positive &= inside.amin(dim=0) > const.margin
         return ATSSCandidates(
             indices=indices,
             ious=ious,
@@ -341,13 +344,13 @@ class ATSSMatcher:
         whether a pair is unproven), more only when one is.
 
         Args:
-            gt_c (Tensor): (G, 2) GT centers, float32.
+            gt_c (Tensor): (G, 1, 2) GT centers, float32.
 
         Returns:
             indices (Tensor): (G, C) int64; fallback (Tensor): (G, L) bool.
         """
         narrow, wide = anchors.plans
-        gt_points = torch.view_as_complex(gt_c)  # (G,) x + iy
+        gt_points = gt_c.view(torch.complex64)  # (G, 1, 1) x + iy
         indices, unproven = narrow.nearest_k(anchors.points, gt_c, gt_points)
         if not bool(unproven.any()):
             return indices, unproven
@@ -358,6 +361,7 @@ class ATSSMatcher:
         fallback = torch.zeros_like(unproven)
         fallback[rows] = unproven[rows] & wide_unproven
         if bool(fallback.any()):
+            gt_c = gt_c.view(-1, 2)
             self._general_nearest_k(anchors, gt_c[:, 0], gt_c[:, 1], indices, fallback)
         return indices, fallback
 
@@ -448,14 +452,19 @@ def _assign(candidates: ATSSCandidates) -> Tuple[torch.Tensor, torch.Tensor]:
         # cleared so that -0.0 counts as 0.0), _NOT_CLAIMED for a non-positive. An anchor's
         # smallest key is its highest IoU, ties to the lower GT index: one scatter, and the
         # buffer's low bits are the matches (0 where unclaimed).
-        bits = ious.view(bits_as_int) & torch.iinfo(bits_as_int).max
-        key = torch.sub(_key_base(num_gt, bits_as_int, device), bits, alpha=1 << 31)
-        key = torch.where(is_positive, key, _NOT_CLAIMED)
+        key_base, bits_mask, not_claimed = _claim_operands(num_gt, bits_as_int, device)
+        bits = torch.bitwise_and(ious.view(bits_as_int), bits_mask)
+        key = torch.sub(key_base, bits, alpha=1 << 31)
+        key = torch.where(is_positive, key, not_claimed)
         best = torch.full((num_anchors,), _NOT_CLAIMED, dtype=torch.int64, device=device)
         best.scatter_reduce_(0, flat, key.view(-1), reduce="amin")
-        foreground = best < _NOT_CLAIMED
         matches = best.bitwise_and_((1 << 31) - 1)
-        return matches, foreground.view(torch.int8)
+        # Foreground: claimed by a positive, the same as best < _NOT_CLAIMED, in a scatter of
+        # the (G, C) flags instead of a comparison over all anchors (several times slower at
+        # 20k anchors on the CPU).
+        labels = torch.zeros((num_anchors,), dtype=torch.int8, device=device)
+        labels.scatter_reduce_(0, flat, is_positive.reshape(-1).view(torch.int8), reduce="amax")
+        return matches, labels
     # float64 IoUs (no room for an index beside their bits): two scatters. Non-positive
     # entries take part as -inf IoU / GT index num_gt, which never win.
     not_positive = ~is_positive
@@ -479,14 +488,56 @@ _NOT_CLAIMED = 1 << 62
 _MAX_KEYED_GT = 1 << 31
 
 
+# Numbers an operation takes as tensors, made once (below). On the CPU, PyTorch turns a Python
+# number into a tensor of the other operand's dtype with a copy at every call when the two
+# dtypes differ (a Python float against float32, an int against int32): 2-3 us, as long as
+# the operation itself takes at the sizes of a call.
+
+
 @functools.lru_cache(maxsize=64)
-def _key_base(num_gt: int, bits_as_int: torch.dtype, device) -> torch.Tensor:
+def _claim_operands(
+    num_gt: int, bits_as_int: torch.dtype, device
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
-    (G, 1) int64: the largest bit pattern of ``bits_as_int``, << 31, plus the GT index. Cached
-    (read only): a few hundred bytes per GT count and device.
+    ``_assign``'s keys: (G, 1) int64, the largest bit pattern of ``bits_as_int``, << 31, plus
+    the GT index; that largest pattern (the mask that clears the sign bit) as a 0-dim
+    ``bits_as_int``; ``_NOT_CLAIMED`` as a 0-dim int64. Cached (read only): a few hundred bytes
+    per GT count and device.
     """
-    top = torch.iinfo(bits_as_int).max << 31
-    return torch.arange(top, top + num_gt, dtype=torch.int64, device=device).unsqueeze(1)
+    top = torch.iinfo(bits_as_int).max
+    base = torch.arange(top << 31, (top << 31) + num_gt, dtype=torch.int64, device=device)
+    return (
+        base.unsqueeze(1),
+        torch.tensor(top, dtype=bits_as_int, device=device),
+        torch.tensor(_NOT_CLAIMED, dtype=torch.int64, device=device),
+    )
+
+
+class _SelectOperands(NamedTuple):
+    two: torch.Tensor  # 0-dim, 2 in the anchors' dtype (exact in every float dtype)
+    margin: Union[torch.Tensor, float]  # 0-dim, the center margin (or a float: see below)
+    sqrt_dof: torch.Tensor  # 0-dim, sqrt(C - 1) in the statistics' dtype
+
+
+@functools.lru_cache(maxsize=64)
+def _select_operands(
+    dtype: torch.dtype, device, center_margin: float, num_candidates: int
+) -> _SelectOperands:
+    """
+    ``_select_candidates``'s numbers, for anchors of ``dtype``. The center margin stays a
+    Python float for dtypes other than float32 and float64: CUDA compares a float16 tensor with
+    a Python float in float32, with a float16 tensor in float16 (the margin rounded).
+    """
+    margin = center_margin
+    if dtype in (torch.float32, torch.float64):
+        margin = torch.tensor(center_margin, dtype=dtype, device=device)
+    return _SelectOperands(
+        two=torch.tensor(2.0, dtype=dtype, device=device),
+        margin=margin,
+        sqrt_dof=torch.tensor(
+            math.sqrt(max(num_candidates - 1, 1)), dtype=_stat_dtype(device), device=device
+        ),
+    )
 
 
 def _is_positive_int(value) -> bool:
@@ -566,11 +617,13 @@ def _iou_planes(lo, hi, gt_lo, gt_hi) -> torch.Tensor:
     Returns:
         Tensor: (G, C).
     """
-    size = hi - lo
-    area = size[0].mul_(size[1])
-    size_g = gt_hi - gt_lo
-    area_g = size_g[0] * size_g[1]
+    # (The GTs' areas in one operation: 1 * w * h, which is w * h exactly; the candidates' in
+    # place, for which prod, with a fresh buffer, is slower at 200 GTs and 405 candidates.)
+    w, h = (hi - lo).unbind(0)
+    area = w.mul_(h)
+    area_g = (gt_hi - gt_lo).prod(dim=0)
     wh = torch.minimum(hi, gt_hi).sub_(torch.maximum(lo, gt_lo)).clamp_(min=0)
-    overlap = wh[0].mul_(wh[1])
+    overlap_w, overlap_h = wh.unbind(0)
+    overlap = overlap_w.mul_(overlap_h)
     union = area.add_(area_g).sub_(overlap).clamp_(min=1e-6)
     return overlap.div_(union)

@@ -182,8 +182,8 @@ def test_edge_center_takes_the_wide_window_not_the_general_path():
     matcher = ATSSMatcher(9)
     prepared = matcher.prepare_anchors(anchors, 1, [grid_level(10, 20, 20)])
     narrow, wide = prepared.plans
-    gt_c = torch.tensor([[100.0, 190.0]])
-    gt_points = torch.view_as_complex(gt_c)
+    gt_c = torch.tensor([[[100.0, 190.0]]])
+    gt_points = torch.view_as_complex(gt_c).unsqueeze(2)
     _, unproven_narrow = narrow.nearest_k(prepared.points, gt_c, gt_points)
     _, unproven_wide = wide.nearest_k(prepared.points, gt_c, gt_points)
     assert unproven_narrow.tolist() == [[True]] and unproven_wide.tolist() == [[False]]
