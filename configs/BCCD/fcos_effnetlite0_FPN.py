@@ -1,14 +1,6 @@
 # Detectron2's FCOS on the EfficientNet-Lite0-FPN (ImageNet-pretrained), as
 # fcos_effnetlite0_FPN.yaml: towers of 2 convs, the RetinaNet's backbone, images and schedule.
-from ..common.bccd import (  # noqa
-    dataloader,
-    dense_schedule,
-    lr_multiplier,
-    optimizer,
-    retinanet_effnetlite0,
-    train,
-)
+from ..common.bccd_dense import dataloader, lr_multiplier, optimizer, retinanet_effnetlite0, train  # noqa
 from ..common.fcos import fcos_from_retinanet
 
-dense_schedule()
 model = fcos_from_retinanet(retinanet_effnetlite0(), num_convs=2)

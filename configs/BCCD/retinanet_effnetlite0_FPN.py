@@ -1,13 +1,5 @@
 # Baseline: EfficientNet-Lite0-FPN RetinaNet (ImageNet-pretrained) on BCCD, IoU-threshold
 # anchor assignment (0.4 / 0.5).
-from ..common.bccd import (  # noqa
-    dataloader,
-    dense_schedule,
-    lr_multiplier,
-    optimizer,
-    retinanet_effnetlite0,
-    train,
-)
+from ..common.bccd_dense import dataloader, lr_multiplier, optimizer, retinanet_effnetlite0, train  # noqa
 
-dense_schedule()
 model = retinanet_effnetlite0()

@@ -1,14 +1,6 @@
 # RetinaNet with ATSS assignment (arXiv 1912.02424), nothing else changed: the paper's
 # "RetinaNet + ATSS" (9 anchors per location, k = 9 x 9 candidates per level).
 from ..common.atss import retinanet_atss_from_retinanet
-from ..common.bccd import (  # noqa
-    dataloader,
-    dense_schedule,
-    lr_multiplier,
-    optimizer,
-    retinanet_effnetlite0,
-    train,
-)
+from ..common.bccd_dense import dataloader, lr_multiplier, optimizer, retinanet_effnetlite0, train  # noqa
 
-dense_schedule()
 model = retinanet_atss_from_retinanet(retinanet_effnetlite0())

@@ -2,7 +2,7 @@
 # configs/Base-BCCD-RCNN.yaml and configs/Base-BCCD-RetinaNet.yaml (same values). The models are
 # those of configs/common/synthetic_pretrained.py (the synthetic configs' CPU-sized FPN, RPN
 # and ROI sizes on the pretrained backbone), with BCCD's 3 classes; the same learning rates.
-# The dense detectors (RetinaNet, ATSS, FCOS) train twice as long: dense_schedule().
+# The dense detectors (RetinaNet, ATSS, FCOS) train twice as long: common/bccd_dense.py.
 import os
 
 import detectron2.data.transforms as T
@@ -53,16 +53,3 @@ def retinanet_effnetlite0():
     model = _retinanet()
     model.num_classes = NUM_CLASSES
     return model
-
-
-# The dense detectors' schedule, as Base-BCCD-RetinaNet.yaml: LR 0.005 (0.01 diverged), 1200
-# iterations, decays at 960 and 1120 (the R-CNN schedule's shape, twice as long). docs/bccd.md.
-DENSE_LR, DENSE_MAX_ITER, DENSE_STEPS = 0.005, 1200, [960, 1120]
-
-
-def dense_schedule():
-    """Give the optimizer, ``train`` and ``lr_multiplier`` of this config (the objects a config
-    imports from here) the dense detectors' learning rate and schedule."""
-    optimizer.lr = DENSE_LR
-    train.max_iter = DENSE_MAX_ITER
-    lr_multiplier.steps = DENSE_STEPS
