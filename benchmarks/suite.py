@@ -322,14 +322,16 @@ def plan(regime, args, work, results_dir, suite_command):
         )
 
     def method_job(m, seed):
-        """A method's run: its family's schedule (rescaled to --iters when given)."""
-        if quick or args.iters is not None or m.family not in regime.family_schedules:
+        """A method's run: its family's own schedule, or that schedule's shape rescaled to
+        --iters when given."""
+        if quick or m.family not in regime.family_schedules:
             return job(
                 "method", m.key, m.config, m.run_name, seed, common, extra, "", gt_file, iters
             )
-        own = regime.iters_of(m.family)
-        opts = schedule_opts(regime.schedule_of(m.family), own, quick) + rest
-        return job("method", m.key, m.config, m.run_name, seed, opts, extra, "", gt_file, own)
+        own = regime.schedule_of(m.family)
+        n = own.iters if args.iters is None else args.iters
+        opts = schedule_opts(own, n, quick) + rest  # [] + rest: the config's schedule as it is
+        return job("method", m.key, m.config, m.run_name, seed, opts, extra, "", gt_file, n)
 
     # Seed-major: every method's seed-0 run comes before any seed-1 run, so the runs sharing
     # the machine at any time are a mix of methods, not one method's seeds side by side.

@@ -5,6 +5,7 @@ The benchmark suite (`benchmarks/suite.py`): its entry point runs end to end in 
 exactly. Structure only, never accuracy.
 """
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -947,7 +948,7 @@ def test_error_profile_classifies_each_detection(tmp_path):
     assert error_profile(tmp_path / "missing.json", tmp_path / "gt.json") is None
 
 
-def test_plan_gives_each_family_its_schedule(tmp_path):
+def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
     """bccd: the R-CNN configs train 600 iterations, the dense ones their configs' 1200 (the
     overrides write it out, the settings record it); --iters N: every run N; a result file of
     another length (its config's schedule changed since) is refused, not mixed in."""
@@ -968,6 +969,20 @@ def test_plan_gives_each_family_its_schedule(tmp_path):
     for j in jobs:
         cfg = _load_cfg(j.config, list(j.overrides))
         assert j.iterations == cfg.SOLVER.MAX_ITER == 300 and j.settings["iters"] == 300
+
+    # --iters rescales each family's own schedule, keeping its shape (not the R-CNN one's).
+    other_shape = lib.regimes.Schedule(1200, 400, (600, 1100))
+    monkeypatch.setitem(
+        lib.regimes.REGIMES,
+        "bccd",
+        dataclasses.replace(bccd, family_schedules={"retinanet": other_shape}),
+    )
+    jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1", "--iters", "300"], work, results)
+    for j in jobs:
+        dense = bccd.method(j.key).family == "retinanet"
+        cfg = _load_cfg(j.config, list(j.overrides))
+        assert cfg.SOLVER.WARMUP_ITERS == (100 if dense else 50), j.key
+        assert tuple(cfg.SOLVER.STEPS) == ((150, 275) if dense else (240, 280)), j.key
 
     # A dense run's result file from when its config trained 600 iterations.
     (job,) = [
