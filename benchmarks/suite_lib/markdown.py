@@ -16,7 +16,7 @@ import re
 from .errors import ERROR_TYPES
 from .papers import PUBLISHED, our_metrics
 from .plots import families, plot_curves
-from .regimes import METRICS, REGIMES, estimate_s
+from .regimes import METRICS, REGIMES, estimate_s, iters_in_words
 from .stats import diverged as _diverged
 from .stats import mean_std, paired_diffs, summarize, verdict
 
@@ -485,11 +485,7 @@ def _schedule_line(st, families=None):
     jobs = st["parallel_runs"]
     threads = "/".join(map(str, threads)) if isinstance(threads, list) else threads
     jobs = "/".join(map(str, jobs)) if isinstance(jobs, list) else jobs
-    by_family = st.get("iters_by_family") or {}
-    if len(set(by_family.values())) > 1:
-        iters = ", ".join(f"{n} ({(families or {}).get(f, f)})" for f, n in by_family.items())
-    else:
-        iters = st["iters"]
+    iters = iters_in_words(st.get("iters_by_family") or {}, families or {}, st["iters"])
     return (
         f"- schedule: {iters} iterations per run, evaluation every {st['eval_period'] or '-'}"
         f" iterations and at the end; train `{st['train_dataset']}`, test `{st['test_dataset']}`;"

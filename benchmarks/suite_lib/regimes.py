@@ -121,12 +121,9 @@ class Regime:
 
     def iters_text(self):
         """The default iterations per run, in words: "600", or per family where they differ."""
-        if not self.family_schedules:
-            return f"{self.iters}"
-        per = {}
-        for fam, title in self.families.items():
-            per.setdefault(self.iters_of(fam), []).append(title)
-        return " or ".join(f"{n} ({', '.join(t)})" for n, t in per.items())
+        return iters_in_words(
+            {f: self.iters_of(f) for f in self.families}, self.families, self.iters
+        )
 
     def method_table(self):
         return [m.as_dict() for m in self.methods]
@@ -530,6 +527,20 @@ SYNTHETIC_SCRATCH = Regime(
 # Report order: BCCD first (the default), the from-scratch regime last.
 REGIMES = {r.name: r for r in (BCCD, SYNTHETIC_PRETRAINED, SYNTHETIC_SCRATCH)}
 DEFAULT_REGIME = "bccd"
+
+
+def iters_in_words(iters_by_family, titles, default):
+    """
+    Iterations per run in words: "600" when every family trains the same number (``default``
+    when there is no family), else "600 (Faster R-CNN) or 1200 (RetinaNet / ATSS)", families
+    with the same number together, each named by ``titles`` (family -> title) or its key.
+    """
+    per = {}
+    for fam, n in iters_by_family.items():
+        per.setdefault(n, []).append(titles.get(fam, fam))
+    if len(per) <= 1:
+        return f"{next(iter(per), default)}"
+    return " or ".join(f"{n} ({', '.join(t)})" for n, t in per.items())
 
 
 def schedule_opts(schedule, iters, quick):
