@@ -77,14 +77,33 @@ def relative_to_repo(arg):
     return s[len(root) :] if s.startswith(root) else s
 
 
-def _same_settings(stored, job):
-    keys = ("config", "overrides", "extra_args")
+def _check_stored(result, job):
+    """
+    Exit unless the stored ``result`` was produced by ``job``: the same config, overrides and
+    extra arguments, and (where the job says) as many training iterations, which a config-only
+    schedule change would otherwise leave unnoticed. A diverged run stopped early: its
+    iterations are not checked.
+    """
     mine = dict(
         config=job.config,
         overrides=[relative_to_repo(x) for x in job.overrides],
         extra_args=[relative_to_repo(x) for x in job.extra_args],
     )
-    return all(stored.get(k) == mine[k] for k in keys), mine
+    stored = {k: result.get("settings", {}).get(k) for k in mine}
+    if stored != mine:
+        raise SystemExit(
+            f"suite.py: {job.result_file} was produced with other settings than this "
+            f"invocation's:\n  stored: {stored}\n  now:    {mine}\n"
+            "Delete it (and its regime's other result files) to rerun with these settings, "
+            "or pass another --results-dir."
+        )
+    trained = result.get("iterations")
+    if job.iterations and result.get("status") != "diverged" and trained != job.iterations:
+        raise SystemExit(
+            f"suite.py: {job.result_file} trained {trained} iterations, this invocation's "
+            f"schedule has {job.iterations} (its config's schedule changed?). Delete it to "
+            "rerun it, or pass another --results-dir."
+        )
 
 
 def run_train(job, threads, log, machine, keep_checkpoints=False, on_result=None):
@@ -107,22 +126,7 @@ def run_train(job, threads, log, machine, keep_checkpoints=False, on_result=None
     """
     if job.result_file.is_file():
         result = json.loads(job.result_file.read_text())
-        same, mine = _same_settings(result.get("settings", {}), job)
-        if same and job.iterations and result.get("status") != "diverged":
-            if result.get("iterations") != job.iterations:
-                raise SystemExit(
-                    f"suite.py: {job.result_file} trained {result.get('iterations')} "
-                    f"iterations, this invocation's schedule has {job.iterations} (its config's "
-                    "schedule changed?). Delete it to rerun it, or pass another --results-dir."
-                )
-        if not same:
-            stored = {k: result.get("settings", {}).get(k) for k in mine}
-            raise SystemExit(
-                f"suite.py: {job.result_file} was produced with other settings than this "
-                f"invocation's:\n  stored: {stored}\n  now:    {mine}\n"
-                "Delete it (and its regime's other result files) to rerun with these settings, "
-                "or pass another --results-dir."
-            )
+        _check_stored(result, job)
         log(f"  skip {job.label} (done: {relative_to_repo(job.result_file)})")
         return result
     if job.run_dir.exists():  # an interrupted run: start it over (same seed and code: same result)
