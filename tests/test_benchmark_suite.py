@@ -295,7 +295,10 @@ def test_render_from_result_files_alone(tmp_path):
     for key, seed, ap in done:
         m = regime.method(key)
         path = lib.store.result_file(results_dir, regime.name, "method", m.run_name, seed)
-        lib.store.write_json(path, _fake_result(regime, m, seed, ap, keys, [0, 1, 2]))
+        result = _fake_result(regime, m, seed, ap, keys, [0, 1, 2])
+        if key == "ohem":  # the same machine, another commit, with uncommitted changes
+            result["machine"].update(git_commit="fedcba9876543210", git_dirty=True)
+        lib.store.write_json(path, result)
 
     run_script(
         "benchmarks/suite.py",
@@ -308,6 +311,11 @@ def test_render_from_result_files_alone(tmp_path):
     )
     agg = json.loads((out / "benchmarks_bccd.json").read_text())
     assert agg["source"] == "result files"
+    md = (out / "benchmarks.md").read_text()
+    # One line per machine as shown (the stored ones differ in their commit), the commits
+    # with their runs, the one made with uncommitted changes named.
+    assert md.count("- machine: CPU, 2 usable cores (2 online), 8.0 GB; Linux\n") == 1
+    assert "; commits `0123456789` (2 runs), `fedcba9876` (1 run, with uncommitted changes)\n" in md
     assert agg["progress"] == {"done": 3, "planned": 21}
     assert [len(agg["runs"][k]) for k in keys] == [2, 1, 0, 0, 0, 0, 0]
     md = (out / "benchmarks.md").read_text()

@@ -184,7 +184,7 @@ def render_papers(sections, names):
         "schedule (90,000 iterations of 16 images), and for VGG16 on VOC 07+12 in the OHEM "
         "paper (VOC mAP: the AP at IoU 0.5, our AP50); ours are for "
         "EfficientNet-Lite0 (pretrained) or TinyNet (from scratch) backbones on small data "
-        "(BCCD: 205 training images; synthetic: 1,000) and short schedules (600 or 400 "
+        "(BCCD: 205 training images; synthetic: 1,000) and short schedules (400 to 1200 "
         "iterations of 4 images), so only the signs compare, not the sizes. A positive Δ: "
         "the method beat its baseline, a negative one: it lost; a Δ no larger than its std "
         "over seeds is within noise (the verdicts of each regime's accuracy table). A run "
@@ -420,25 +420,38 @@ def header(results, regime):
         f"{fmt_duration(results['run_time_s'] / max(1, jobs_n or 1))} with {jobs_n} run(s) at "
         "a time",
     ]
+    # The stored machines differ in their commit too: one line per machine as shown.
     machines = results["machines"]
+    per_line = {}
     for entry in machines:
-        mach = entry["machine"]
-        runs = f" ({entry['runs']} runs)" if len(machines) > 1 else ""
-        L.append(_machine_line(mach) + runs)
+        line = _machine_line(entry["machine"])
+        per_line[line] = per_line.get(line, 0) + entry["runs"]
+    for line, n in per_line.items():
+        L.append(line + (f" ({_n(n, 'run')})" if len(per_line) > 1 else ""))
     stacks = {}
     for entry in machines:
         stacks.setdefault(_stack_line(entry["machine"]), []).append(entry)
-    commits = ", ".join(
-        f"`{c['commit'][:10]}`" + (f" ({c['runs']} runs)" if len(results["commits"]) > 1 else "")
-        for c in results["commits"]
-    )
-    dirty = any(e["machine"].get("git_dirty") for e in machines)
+    many = len(results["commits"]) > 1
+    dirty = {}  # commit -> its runs made with uncommitted changes
+    for entry in machines:
+        if entry["machine"].get("git_dirty"):
+            commit = entry["machine"].get("git_commit") or "?"
+            dirty[commit] = dirty.get(commit, 0) + entry["runs"]
+
+    def commit_text(c):
+        notes = [_n(c["runs"], "run")] if many else []
+        n_dirty = dirty.get(c["commit"], 0)
+        if n_dirty:
+            notes.append(
+                "with uncommitted changes"
+                if n_dirty == c["runs"]
+                else f"{n_dirty} with uncommitted changes"
+            )
+        return f"`{c['commit'][:10]}`" + (f" ({', '.join(notes)})" if notes else "")
+
+    commits = ", ".join(commit_text(c) for c in results["commits"])
     for line in stacks:
-        L.append(
-            line
-            + f"; commit{'s' if len(results['commits']) > 1 else ''} {commits}"
-            + (" (with uncommitted changes)" if dirty else "")
-        )
+        L.append(line + f"; commit{'s' if many else ''} {commits}")
     commands = [c for c in st.get("suite_commands", []) if c]
     if commands:
         L.append("- command: " + ", ".join(f"`{c}`" for c in commands))
