@@ -86,8 +86,9 @@ def parse_args(argv):
     parser.add_argument(
         "--iters",
         type=int,
-        help="iterations per run (default: the regime's, bccd 600, synthetic-scratch 400); "
-        "the configs' schedule is rescaled to keep its shape",
+        help="iterations of every run (default: each config's own, bccd 600 for the R-CNN "
+        "configs and 1200 for the dense ones, synthetic-scratch 400); each config's schedule "
+        "is rescaled to keep its shape",
     )
     parser.add_argument(
         "--eval-period", type=int, help="evaluate every N iterations for the AP curves (100)"
