@@ -322,17 +322,28 @@ def plan(regime, args, work, results_dir, suite_command):
             iterations=run_iters,
         )
 
+    def family_schedule(family):
+        """
+        (schedule overrides, iterations) of a run of ``family`` when its configs have a
+        schedule of their own (``regime.family_schedules``): that schedule ([]: the config's
+        as it is), or its shape rescaled to --iters; None otherwise (and with --quick): the
+        regime's ``schedule`` applies, as in ``common``.
+        """
+        if quick or family not in regime.family_schedules:
+            return None
+        own = regime.schedule_of(family)
+        n = own.iters if args.iters is None else args.iters
+        return schedule_opts(own, n, quick), n
+
     def method_job(m, seed):
-        """A method's run: its family's own schedule, or that schedule's shape rescaled to
-        --iters when given."""
-        if quick or m.family not in regime.family_schedules:
+        """A method's run, on its family's schedule."""
+        fam = family_schedule(m.family)
+        if fam is None:
             return job(
                 "method", m.key, m.config, m.run_name, seed, common, extra, "", gt_file, iters
             )
-        own = regime.schedule_of(m.family)
-        n = own.iters if args.iters is None else args.iters
-        opts = schedule_opts(own, n, quick) + rest  # [] + rest: the config's schedule as it is
-        return job("method", m.key, m.config, m.run_name, seed, opts, extra, "", gt_file, n)
+        opts, n = fam
+        return job("method", m.key, m.config, m.run_name, seed, opts + rest, extra, "", gt_file, n)
 
     # Seed-major: every method's seed-0 run comes before any seed-1 run, so the runs sharing
     # the machine at any time are a mix of methods, not one method's seeds side by side.
@@ -396,16 +407,29 @@ def plan(regime, args, work, results_dir, suite_command):
         for c in regime.controls:
             if args.control_keys and c["key"] not in args.control_keys:
                 continue
+            fam = None if c.get("own_schedule") else family_schedule(c.get("family"))
             for s in range(args.control_seeds):
                 if c.get("own_schedule"):
                     # Its opts hold its schedule: not rescaled by --iters; --quick still cuts it.
                     opts = rest + c["opts"] + (schedule if quick else [])
+                elif fam is not None:  # its family's configs' own schedule
+                    opts = fam[0] + rest + c["opts"]
                 else:
                     opts = common + c["opts"]
                 weights = control_weights(c, regime, work, s)
                 if weights is not None:
                     opts = opts + ["MODEL.WEIGHTS", weights]
-                j = job("controls", c["key"], c["config"], c["key"], s, opts, extra, "controls")
+                j = job(
+                    "controls",
+                    c["key"],
+                    c["config"],
+                    c["key"],
+                    s,
+                    opts,
+                    extra,
+                    "controls",
+                    run_iters=None if fam is None else fam[1],
+                )
                 if weights is None:
                     jobs.append(j)
                     continue

@@ -636,6 +636,7 @@ def test_control_definitions():
             compare = [c["compare"]] if isinstance(c["compare"], str) else list(c["compare"])
             assert compare and set(compare) <= methods | set(keys), c["key"]
             assert c.get("weights_from") in methods | {None}
+            assert c.get("family") in set(r.family_schedules) | {None}, c["key"]
             opts = list(c["opts"]) + (["MODEL.WEIGHTS", "x.pth"] if c.get("weights_from") else [])
             _load_cfg(c["config"], opts)  # unknown keys or wrong types raise
     assert regimes.REGIMES["synthetic-pretrained"].controls == ()
@@ -646,6 +647,7 @@ def test_control_definitions():
         "faster_rcnn_64",
         "faster_rcnn_half_lr",
         "ohem_half_lr",
+        "retinanet_gn",
         "faster_rcnn_finetune",
         "ohem_finetune",
     ]
@@ -965,6 +967,16 @@ def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
     work, results = tmp_path / "work", tmp_path / "results"
     jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1"], work, results)
     by_key = {j.key: j for j in jobs}
+    # A dense control trains on the dense configs' schedule too.
+    (gn,) = _plan(
+        ["--regime", "bccd", "--seeds", "1", "--controls", "--control-keys", "retinanet_gn"]
+        + ["--methods", "atss"],
+        work,
+        results,
+    )[0][1:]
+    cfg = _load_cfg(gn.config, list(gn.overrides))
+    assert gn.kind == "controls" and cfg.MODEL.RETINANET.NORM == "GN"
+    assert gn.iterations == gn.settings["iters"] == cfg.SOLVER.MAX_ITER == 1200
     for m in bccd.methods:
         j = by_key[m.key]
         want = 1200 if m.family == "retinanet" else 600

@@ -224,7 +224,9 @@ FINETUNE_ITERS = 200
 #   --keep-checkpoints), resolved per seed by suite.py;
 # - "own_schedule": True when "opts" set the whole schedule (SOLVER.MAX_ITER, BASE_LR, STEPS,
 #   WARMUP_ITERS): the suite's schedule (its --iters rescaling) is not applied; --quick still
-#   cuts it to its few iterations.
+#   cuts it to its few iterations;
+# - "family": the method family of its config where that family has a schedule of its own
+#   (``Regime.family_schedules``): the control trains on it, as that family's methods do.
 _FINETUNE_OPTS = [
     # Constant LR at the baseline's last LR: no warm-up, no decay.
     "SOLVER.BASE_LR",
@@ -285,6 +287,18 @@ BCCD_CONTROLS = (
         "(iteration ~119; its loss_box_reg ~2.2-2.9 against ~0.5 for the baseline: ranking by "
         "cls + box loss selects the foreground RoIs with large regression error). Against the "
         f"baseline at the same LR, and against itself at {BCCD_RCNN_LR:g}.",
+    ),
+    dict(
+        key="retinanet_gn",
+        label="RetinaNet, GroupNorm in the head",
+        config="BCCD/retinanet_effnetlite0_FPN.yaml",
+        opts=["MODEL.RETINANET.NORM", "GN"],
+        family="retinanet",
+        compare=("retinanet", "atss"),
+        question="How much of the ATSS detector's lead is its GroupNorm head rather than its "
+        "assignment (and centerness, GIoU, one anchor per location)? Detectron2's RetinaNet "
+        "with GroupNorm in its towers, everything else unchanged (1200 iterations, as the "
+        "dense configs), against RetinaNet and against the ATSS detector.",
     ),
     dict(
         key="faster_rcnn_finetune",
