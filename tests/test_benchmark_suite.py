@@ -316,6 +316,8 @@ def test_render_from_result_files_alone(tmp_path):
     # with their runs, the one made with uncommitted changes named.
     assert md.count("- machine: CPU, 2 usable cores (2 online), 8.0 GB; Linux\n") == 1
     assert "; commits `0123456789` (2 runs), `fedcba9876` (1 run, with uncommitted changes)\n" in md
+    # Their iteration times did not run side by side: the speed table says so.
+    assert "**These runs were made at different times**" in md
     assert agg["progress"] == {"done": 3, "planned": 21}
     assert [len(agg["runs"][k]) for k in keys] == [2, 1, 0, 0, 0, 0, 0]
     md = (out / "benchmarks.md").read_text()
@@ -376,6 +378,7 @@ def test_committed_scratch_section_renders_from_its_json(tmp_path):
     heading = "## " + lib.regimes.REGIMES["synthetic-scratch"].title
     section = md[md.index(heading) :]
     assert "(results of commit `14c4a64f04`)" in section.splitlines()[0]
+    assert "These runs were made at different times" not in section  # one invocation
     committed = (REPO / "docs" / "benchmarks.md").read_text()
     if heading in committed:
         assert committed[committed.index(heading) :] == section

@@ -349,7 +349,16 @@ def render_regime(results, regime, out, depth=0):
         "",
         "Median of metrics.json's `time` (forward, backward, step; data loading and evaluation "
         "excluded) over the runs above, ratio to the baseline's median from the same suite, "
-        "peak RSS of the training process (max over seeds).",
+        "peak RSS of the training process (max over seeds)."
+        + (
+            " **These runs were made at different times** (by several invocations or on "
+            "several machines, see above), under different loads: a ratio here mixes the "
+            "machine's load with the method's cost. The side-by-side measurements are the "
+            "bench scripts' (`benchmarks/bench_*.py`: both sides timed in one run)."
+            if len(results.get("machines") or []) > 1
+            or len(results.get("settings", {}).get("suite_commands") or []) > 1
+            else ""
+        ),
         "",
         "| method | s / iteration | ratio to baseline | peak RSS (MB) |",
         "|---|---:|---:|---:|",
