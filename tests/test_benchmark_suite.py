@@ -320,7 +320,6 @@ def test_render_from_result_files_alone(tmp_path):
     assert "**These runs were made at different times**" in md
     assert agg["progress"] == {"done": 3, "planned": 21}
     assert [len(agg["runs"][k]) for k in keys] == [2, 1, 0, 0, 0, 0, 0]
-    md = (out / "benchmarks.md").read_text()
     titles = [line for line in md.splitlines() if line.startswith("## ")]
     assert titles[0] == "## Against the papers"  # the regimes side by side
     assert titles[1] == f"## {regime.title}"  # then BCCD first

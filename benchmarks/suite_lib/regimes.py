@@ -238,6 +238,13 @@ _FINETUNE_OPTS = [
     "SOLVER.STEPS",
     "()",
 ]
+# The control of the ATSS detector's head, in each regime that has one: Detectron2's RetinaNet
+# with GroupNorm in its towers (its head has no normalisation), the regime's config and schedule.
+_RETINANET_GN = dict(
+    key="retinanet_gn",
+    label="RetinaNet, GroupNorm in the head",
+    opts=["MODEL.RETINANET.NORM", "GN"],
+)
 BCCD_CONTROLS = (
     dict(
         key="faster_rcnn_2x",
@@ -289,10 +296,8 @@ BCCD_CONTROLS = (
         f"baseline at the same LR, and against itself at {BCCD_RCNN_LR:g}.",
     ),
     dict(
-        key="retinanet_gn",
-        label="RetinaNet, GroupNorm in the head",
+        _RETINANET_GN,
         config="BCCD/retinanet_effnetlite0_FPN.yaml",
-        opts=["MODEL.RETINANET.NORM", "GN"],
         family="retinanet",
         compare=("retinanet", "atss"),
         question="How much of the ATSS detector's lead is its GroupNorm head rather than its "
@@ -466,10 +471,8 @@ CONTROLS = (
         "paper's own comparison: random sampling and OHEM both at B/N = 64.",
     ),
     dict(
-        key="retinanet_gn",
-        label="RetinaNet, GroupNorm in the head",
+        _RETINANET_GN,
         config="Synthetic/retinanet_tiny_FPN.yaml",
-        opts=["MODEL.RETINANET.NORM", "GN"],
         compare="retinanet",
         question="How much of the ATSS detector's lead is its GroupNorm head rather than its "
         "assignment? Detectron2's RetinaNet head has no normalisation.",
