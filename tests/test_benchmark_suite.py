@@ -987,6 +987,16 @@ def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
         assert cfg.SOLVER.MAX_ITER == want, m.key
         assert tuple(cfg.SOLVER.STEPS) == ((960, 1120) if want == 1200 else (480, 560))
     assert by_key["faster_rcnn"].overrides[:2] == ["TEST.EVAL_PERIOD", 100]  # its own, untouched
+    # synthetic-pretrained: the same two schedules (its dense configs train 1200, as BCCD's).
+    synthetic = lib.regimes.REGIMES["synthetic-pretrained"]
+    jobs, _, _ = _plan(["--regime", "synthetic-pretrained", "--seeds", "1"], work, results)
+    assert {j.key for j in jobs} == {m.key for m in synthetic.methods}
+    for j in jobs:
+        dense = synthetic.method(j.key).family == "retinanet"
+        want = 1200 if dense else 600
+        cfg = _load_cfg(j.config, list(j.overrides))
+        assert j.iterations == j.settings["iters"] == cfg.SOLVER.MAX_ITER == want, j.key
+        assert tuple(cfg.SOLVER.STEPS) == ((960, 1120) if dense else (480, 560)), j.key
     jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1", "--iters", "300"], work, results)
     for j in jobs:
         cfg = _load_cfg(j.config, list(j.overrides))

@@ -1,7 +1,7 @@
 # The ATSS detector (arXiv 1912.02424): one square anchor of 4 x stride per location, GroupNorm
 # towers of 2 convs, centerness, GIoU box loss; as atss_effnetlite0_FPN.yaml.
 from ..common.atss import atss_from_retinanet
-from ..common.synthetic_pretrained import (  # noqa
+from ..common.synthetic_pretrained_dense import (  # noqa
     dataloader,
     lr_multiplier,
     optimizer,
@@ -9,5 +9,4 @@ from ..common.synthetic_pretrained import (  # noqa
     train,
 )
 
-optimizer.lr = 0.005
 model = atss_from_retinanet(retinanet_effnetlite0(), anchor_scale=4.0, num_convs=2)

@@ -1,6 +1,6 @@
 # Baseline of the synthetic-pretrained regime's dense detectors: EfficientNet-Lite0-FPN RetinaNet
 # (ImageNet-pretrained) on the synthetic dataset, IoU-threshold anchor assignment (0.4 / 0.5).
-from ..common.synthetic_pretrained import (  # noqa
+from ..common.synthetic_pretrained_dense import (  # noqa
     dataloader,
     lr_multiplier,
     optimizer,
@@ -8,5 +8,4 @@ from ..common.synthetic_pretrained import (  # noqa
     train,
 )
 
-optimizer.lr = 0.005
 model = retinanet_effnetlite0()
