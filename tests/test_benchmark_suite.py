@@ -961,14 +961,13 @@ def test_error_profile_classifies_each_detection(tmp_path):
 
 
 def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
-    """bccd: the R-CNN configs train 600 iterations, the dense ones their configs' 1200 (the
-    overrides write it out, the settings record it); --iters N: every run N; a result file of
-    another length (its config's schedule changed since) is refused, not mixed in."""
+    """bccd and synthetic-pretrained: the R-CNN configs train 600 iterations, the dense ones
+    their configs' 1200 (the overrides write it out, the settings record it); --iters N: every
+    run N; a result file of another length (its config's schedule changed since) is refused,
+    not mixed in."""
     lib = _suite_lib()
     bccd = lib.regimes.REGIMES["bccd"]
     work, results = tmp_path / "work", tmp_path / "results"
-    jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1"], work, results)
-    by_key = {j.key: j for j in jobs}
     # A dense control trains on the dense configs' schedule too.
     (gn,) = _plan(
         ["--regime", "bccd", "--seeds", "1", "--controls", "--control-keys", "retinanet_gn"]
@@ -979,24 +978,19 @@ def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
     cfg = _load_cfg(gn.config, list(gn.overrides))
     assert gn.kind == "controls" and cfg.MODEL.RETINANET.NORM == "GN"
     assert gn.iterations == gn.settings["iters"] == cfg.SOLVER.MAX_ITER == 1200
-    for m in bccd.methods:
-        j = by_key[m.key]
-        want = 1200 if m.family == "retinanet" else 600
-        assert j.iterations == want and j.settings["iters"] == want, m.key
-        cfg = _load_cfg(m.config, list(j.overrides))
-        assert cfg.SOLVER.MAX_ITER == want, m.key
-        assert tuple(cfg.SOLVER.STEPS) == ((960, 1120) if want == 1200 else (480, 560))
-    assert by_key["faster_rcnn"].overrides[:2] == ["TEST.EVAL_PERIOD", 100]  # its own, untouched
-    # synthetic-pretrained: the same two schedules (its dense configs train 1200, as BCCD's).
-    synthetic = lib.regimes.REGIMES["synthetic-pretrained"]
-    jobs, _, _ = _plan(["--regime", "synthetic-pretrained", "--seeds", "1"], work, results)
-    assert {j.key for j in jobs} == {m.key for m in synthetic.methods}
-    for j in jobs:
-        dense = synthetic.method(j.key).family == "retinanet"
-        want = 1200 if dense else 600
-        cfg = _load_cfg(j.config, list(j.overrides))
-        assert j.iterations == j.settings["iters"] == cfg.SOLVER.MAX_ITER == want, j.key
-        assert tuple(cfg.SOLVER.STEPS) == ((960, 1120) if dense else (480, 560)), j.key
+    for name in ("bccd", "synthetic-pretrained"):
+        regime = lib.regimes.REGIMES[name]
+        jobs, _, _ = _plan(["--regime", name, "--seeds", "1"], work, results)
+        by_key = {j.key: j for j in jobs}
+        assert set(by_key) == {m.key for m in regime.methods}, name
+        for m in regime.methods:
+            j = by_key[m.key]
+            want = 1200 if m.family == "retinanet" else 600
+            assert j.iterations == want and j.settings["iters"] == want, m.key
+            cfg = _load_cfg(m.config, list(j.overrides))
+            assert cfg.SOLVER.MAX_ITER == want, m.key
+            assert tuple(cfg.SOLVER.STEPS) == ((960, 1120) if want == 1200 else (480, 560)), m.key
+        assert by_key["faster_rcnn"].overrides[:2] == ["TEST.EVAL_PERIOD", 100]  # untouched
     jobs, _, _ = _plan(["--regime", "bccd", "--seeds", "1", "--iters", "300"], work, results)
     for j in jobs:
         cfg = _load_cfg(j.config, list(j.overrides))
