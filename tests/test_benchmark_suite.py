@@ -961,10 +961,10 @@ def test_error_profile_classifies_each_detection(tmp_path):
 
 
 def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
-    """bccd and synthetic-pretrained: the R-CNN configs train 600 iterations, the dense ones
-    their configs' 1200 (the overrides write it out, the settings record it); --iters N: every
-    run N; a result file of another length (its config's schedule changed since) is refused,
-    not mixed in."""
+    """bccd: the R-CNN configs train 600 iterations, the dense ones their configs' 1200;
+    synthetic-pretrained: every config 1200 (the overrides write it out, the settings record
+    it); --iters N: every run N; a result file of another length (its config's schedule changed
+    since) is refused, not mixed in."""
     lib = _suite_lib()
     bccd = lib.regimes.REGIMES["bccd"]
     work, results = tmp_path / "work", tmp_path / "results"
@@ -978,14 +978,18 @@ def test_plan_gives_each_family_its_schedule(tmp_path, monkeypatch):
     cfg = _load_cfg(gn.config, list(gn.overrides))
     assert gn.kind == "controls" and cfg.MODEL.RETINANET.NORM == "GN"
     assert gn.iterations == gn.settings["iters"] == cfg.SOLVER.MAX_ITER == 1200
-    for name in ("bccd", "synthetic-pretrained"):
+    iters = {
+        "bccd": {"rcnn": 600, "retinanet": 1200},
+        "synthetic-pretrained": {"rcnn": 1200, "retinanet": 1200},
+    }
+    for name in iters:
         regime = lib.regimes.REGIMES[name]
         jobs, _, _ = _plan(["--regime", name, "--seeds", "1"], work, results)
         by_key = {j.key: j for j in jobs}
         assert set(by_key) == {m.key for m in regime.methods}, name
         for m in regime.methods:
             j = by_key[m.key]
-            want = 1200 if m.family == "retinanet" else 600
+            want = iters[name][m.family]
             assert j.iterations == want and j.settings["iters"] == want, m.key
             cfg = _load_cfg(m.config, list(j.overrides))
             assert cfg.SOLVER.MAX_ITER == want, m.key
