@@ -383,7 +383,25 @@ BCCD_EXTRA_METHODS = (
     ),
 )
 
-BCCD = Regime(
+
+def _pretrained_regime(**fields):
+    """A regime of the ImageNet-pretrained EfficientNet-Lite0-FPN detectors: their families,
+    3 seeds, an evaluation every 100 iterations, the --quick pair and the time estimate are
+    those of every such regime; ``fields`` give the rest."""
+    return Regime(
+        families={
+            "rcnn": "Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)",
+            "retinanet": "RetinaNet / ATSS (EfficientNet-Lite0-FPN, pretrained)",
+        },
+        eval_period=100,
+        seeds=3,
+        quick_methods=("faster_rcnn", "atss"),
+        estimate=PRETRAINED_ESTIMATE,
+        **fields,
+    )
+
+
+BCCD = _pretrained_regime(
     name="bccd",
     title="BCCD, ImageNet-pretrained EfficientNet-Lite0-FPN",
     short="BCCD, pretrained",
@@ -398,15 +416,9 @@ BCCD = Regime(
         "(efficientnet_lite.md)), each config's own schedule.",
     ),
     methods=_methods("BCCD", *EFFNETLITE0_NAMES),
-    families={
-        "rcnn": "Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)",
-        "retinanet": "RetinaNet / ATSS (EfficientNet-Lite0-FPN, pretrained)",
-    },
     schedule=BCCD_SCHEDULE,
     iters=600,
     family_schedules={"retinanet": LONG_SCHEDULE},
-    eval_period=100,
-    seeds=3,
     train_dataset="bccd_train",
     test_dataset="bccd_val",
     test_images=87,
@@ -414,17 +426,15 @@ BCCD = Regime(
     # folder that links to BCCD's images and annotations).
     quick_train="bccd_quick_train",
     quick_test="bccd_quick_val",
-    quick_methods=("faster_rcnn", "atss"),
     json_name="benchmarks_bccd.json",
     image_prefix="benchmarks_bccd_",
-    estimate=PRETRAINED_ESTIMATE,
     voc_dir=BCCD_DIR,
     controls=BCCD_CONTROLS,
     extra_methods=BCCD_EXTRA_METHODS,
     needs=(BCCD_DIR / "ImageSets" / "Main" / "train.txt", BCCD_DIR / "Annotations"),
 )
 
-SYNTHETIC_PRETRAINED = Regime(
+SYNTHETIC_PRETRAINED = _pretrained_regime(
     name="synthetic-pretrained",
     title="Synthetic dataset, ImageNet-pretrained EfficientNet-Lite0-FPN",
     short="synthetic, pretrained",
@@ -441,23 +451,15 @@ SYNTHETIC_PRETRAINED = Regime(
         "regime below.",
     ),
     methods=_methods("Synthetic", *EFFNETLITE0_NAMES),
-    families={
-        "rcnn": "Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)",
-        "retinanet": "RetinaNet / ATSS (EfficientNet-Lite0-FPN, pretrained)",
-    },
     schedule=LONG_SCHEDULE,
     iters=1200,
-    eval_period=100,
-    seeds=3,
     train_dataset="synthetic_train",
     test_dataset="synthetic_val",
     test_images=200,
     quick_train="synthetic_mini_train",
     quick_test="synthetic_mini_val",
-    quick_methods=("faster_rcnn", "atss"),
     json_name="benchmarks_synthetic_pretrained.json",
     image_prefix="benchmarks_synthetic_pretrained_",
-    estimate=PRETRAINED_ESTIMATE,
 )
 
 # Controls (opt-in, --controls): runs that answer "why" when a method does not beat its
