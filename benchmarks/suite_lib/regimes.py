@@ -387,8 +387,10 @@ BCCD_EXTRA_METHODS = (
 def _pretrained_regime(**fields):
     """A regime of the ImageNet-pretrained EfficientNet-Lite0-FPN detectors: their families,
     3 seeds, an evaluation every 100 iterations, the --quick pair and the time estimate are
-    those of every such regime; ``fields`` give the rest."""
+    those of every such regime; ``fields`` give the rest. Each trains its schedule's own
+    length by default (no rescaling)."""
     return Regime(
+        iters=fields["schedule"].iters,
         families={
             "rcnn": "Faster R-CNN (EfficientNet-Lite0-FPN, pretrained)",
             "retinanet": "RetinaNet / ATSS (EfficientNet-Lite0-FPN, pretrained)",
@@ -417,7 +419,6 @@ BCCD = _pretrained_regime(
     ),
     methods=_methods("BCCD", *EFFNETLITE0_NAMES),
     schedule=BCCD_SCHEDULE,
-    iters=600,
     family_schedules={"retinanet": LONG_SCHEDULE},
     train_dataset="bccd_train",
     test_dataset="bccd_val",
@@ -452,7 +453,6 @@ SYNTHETIC_PRETRAINED = _pretrained_regime(
     ),
     methods=_methods("Synthetic", *EFFNETLITE0_NAMES),
     schedule=LONG_SCHEDULE,
-    iters=1200,
     train_dataset="synthetic_train",
     test_dataset="synthetic_val",
     test_images=200,
