@@ -48,8 +48,10 @@ def _suite_lib():
     """benchmarks/suite_lib, imported as suite.py imports it (benchmarks/ is on pythonpath)."""
     import suite_lib.errors
     import suite_lib.markdown
+    import suite_lib.plots
     import suite_lib.regimes
     import suite_lib.runner
+    import suite_lib.stats
     import suite_lib.store
 
     return suite_lib
@@ -325,9 +327,17 @@ def test_render_from_result_files_alone(tmp_path):
     assert titles[1] == f"## {regime.title}"  # then BCCD first
     assert len(titles) == 4  # every regime has a section, run or not
     assert "**Incomplete: 3 of 21 runs done.**" in md
-    assert "| OHEM (paper) (1 of 3 seeds) | 58.0 ± 0.0 |" in md
+    # One seed has no spread: its numbers stand without a "± 0.0".
+    assert "| OHEM (paper) (1 of 3 seeds) | 58.0 | 58.0 |" in md
     # Δ paired by seed: OHEM's seed 0 against the baseline's seed 0 only.
-    assert "| -2.0 ± 0.0 | -2.0 ± 0.0 | -2.0 ± 0.0 | not better (1 seed) |" in md
+    assert "| -2.0 | -2.0 | -2.0 | not better (1 seed) |" in md
+    # Runs at a time from their start and finish times: OHEM seed 0 and the baseline's seed 0
+    # trained over the same half hour, its seed 1 a day later (--jobs says 2 per invocation).
+    assert (
+        "summed run time 1 h 30 min 0 s, trained within 1 h 0 min 0 s of wall-clock time: "
+        "1.5 runs at a time on average, at most 2 (from the runs' start and finish times)\n"
+    ) in md
+    assert "1 thread(s) per run, `--jobs 2` per suite invocation\n" in md
     assert "| Faster R-CNN, random sampling (2 of 3 seeds) | 61.0 ± 1.4 |" in md
     assert "| IoU-balanced sampling | (not run yet) |" in md
     assert "How long the default suite takes" in md
@@ -408,6 +418,51 @@ def test_committed_scratch_section_renders_from_its_json(tmp_path):
 # docs/benchmarks.md as the suite wrote it before regimes (commit 1cc61b0), from the committed
 # docs/benchmarks.json: what --render-only --standalone --regime synthetic-scratch must write.
 LEGACY_REPORT_SHA256 = "d95228484bb075676590672fe0c4412e5f64606496b66ec5091a895185588b3b"
+
+
+def test_concurrency_of_runs_from_their_times():
+    """Runs at a time and the wall-clock time they trained in, from each run's finish time and
+    wall time: two that overlap for 500 s count together; one that started 1 s before the
+    previous one's finish stamp (its bookkeeping) does not; a run without times is ignored."""
+    store = _suite_lib().store
+
+    def run(end_s, wall_s):
+        end = f"2026-12-07T00:{end_s // 60:02d}:{end_s % 60:02d}+00:00"
+        return {"finished": end, "wall_s": float(wall_s)}
+
+    runs = [run(1000, 1000), run(1500, 1000), run(2499, 1000), run(3500, 100), {"wall_s": 5.0}]
+    assert store.concurrency(runs) == {"max_runs": 2, "busy_s": 2499.0 + 100.0}
+    # Back to back: one at a time, busy the two walls.
+    assert store.concurrency([run(100, 100), run(200, 100)]) == {"max_runs": 1, "busy_s": 200.0}
+    assert store.concurrency([{"wall_s": 5.0}]) is None
+
+
+def test_one_seed_has_no_spread():
+    """A mean over one seed has no std (None, not 0.0): the tables print the value alone and
+    the verdict says it is one seed; three equal values do have a std of 0."""
+    lib = _suite_lib()
+    assert lib.stats.mean_std([2.0]) == (2.0, None)
+    assert lib.stats.mean_std([2.0, 2.0, 2.0]) == (2.0, 0.0)
+    assert lib.stats.mean_std([None]) == (None, None)
+    assert lib.stats.verdict((1.0, None)) == "better (1 seed)"
+    assert lib.stats.verdict((-1.0, None)) == "not better (1 seed)"
+    assert lib.stats.verdict((1.0, 0.5)) == "better"
+    assert lib.markdown._pm((-2.0, None), signed=True) == "-2.0"
+    assert lib.markdown._pm((61.0, 1.41)) == "61.0 ± 1.4"
+
+
+def test_curve_titles_count_the_seeds_that_finished():
+    """An AP-curve title gives the seeds behind its curves as finished, not as planned; where
+    the family's methods differ, each legend entry gives its own."""
+    seeds_text = _suite_lib().plots.seeds_text
+    ms = [{"key": "a"}, {"key": "b"}, {"key": "c"}]
+    assert seeds_text(ms, {"a": [0, 1, 2], "b": [0, 1, 2]}) == ("3 seeds", {})
+    assert seeds_text(ms, {"a": [0]}) == ("1 seed", {})
+    assert seeds_text(ms, {}) == ("no runs", {})
+    assert seeds_text(ms, {"a": [0, 1, 2], "b": [0], "c": []}) == (
+        "1-3 seeds per method",
+        {"a": " (3 seeds)", "b": " (1 seed)"},
+    )
 
 
 def test_standalone_scratch_report_is_the_legacy_one_byte_for_byte(tmp_path):

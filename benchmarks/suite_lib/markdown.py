@@ -36,7 +36,7 @@ def _pm(ms, nd=1, signed=False):
     if m is None:
         return "-"
     body = f"{m:+.{nd}f}" if signed else f"{m:.{nd}f}"
-    return f"{body} ± {s:.{nd}f}"
+    return body if s is None else f"{body} ± {s:.{nd}f}"
 
 
 def fmt_duration(s):
@@ -403,7 +403,7 @@ def header_legacy(results):
         + f"; commit `{(mach['git_commit'] or '?')[:10]}`"
         + (" (with uncommitted changes)" if mach["git_dirty"] else ""),
         f"- command: `{results['command']}`",
-        _schedule_line(st),
+        _schedule_line(st, per_invocation=False),
     ]
     control_runs = [r for c in results.get("controls") or [] for r in c["runs"]]
     if control_runs:
@@ -422,13 +422,28 @@ def header(results, regime):
     jobs = st["parallel_runs"]
     jobs_n = max(jobs) if isinstance(jobs, list) else jobs
     n_cfg = len(results["methods"])
-    L = [
+    line = (
         f"- runs: {progress['done']} of {progress['planned']} done ({_n(n_cfg, 'config')} x "
         f"{_n(len(st['planned_seeds']), 'seed')}), the last on {results['date']}; summed run time "
-        f"{fmt_duration(results['run_time_s'])}, about "
-        f"{fmt_duration(results['run_time_s'] / max(1, jobs_n or 1))} with {jobs_n} run(s) at "
-        "a time",
-    ]
+        f"{fmt_duration(results['run_time_s'])}"
+    )
+    shared = results.get("concurrency")
+    if shared:
+        # Measured from the runs' start and finish times, which counts side-by-side
+        # invocations of the suite that --jobs (per invocation) does not.
+        mean = results["run_time_s"] / shared["busy_s"] if shared["busy_s"] else 1.0
+        jobs_n = max(1, round(mean))  # the estimate below is for this many at a time
+        line += (
+            f", trained within {fmt_duration(shared['busy_s'])} of wall-clock time: "
+            f"{mean:.1f} runs at a time on average, at most {shared['max_runs']} (from the "
+            "runs' start and finish times)"
+        )
+    else:
+        line += (
+            f", about {fmt_duration(results['run_time_s'] / max(1, jobs_n or 1))} with "
+            f"{jobs_n} run(s) at a time"
+        )
+    L = [line]
     # The stored machines differ in their commit too: one line per machine as shown.
     machines = results["machines"]
     per_line = {}
@@ -502,17 +517,22 @@ def _stack_line(mach):
     )
 
 
-def _schedule_line(st, families=None):
+def _schedule_line(st, families=None, per_invocation=True):
+    """The schedule bullet. ``per_invocation``: the runs may come from several invocations of
+    the suite side by side, so ``--jobs`` is named as what it is (the legacy single-invocation
+    aggregate says "N run(s) at a time", as it was rendered)."""
     threads = st["threads_per_run"]
     jobs = st["parallel_runs"]
     threads = "/".join(map(str, threads)) if isinstance(threads, list) else threads
     jobs = "/".join(map(str, jobs)) if isinstance(jobs, list) else jobs
     iters = iters_in_words(st.get("iters_by_family") or {}, families or {}, st["iters"])
+    at_once = f"{jobs} run(s) at a time"
+    if per_invocation:
+        at_once = f"`--jobs {jobs}` per suite invocation"
     return (
         f"- schedule: {iters} iterations per run, evaluation every {st['eval_period'] or '-'}"
         f" iterations and at the end; train `{st['train_dataset']}`, test `{st['test_dataset']}`;"
-        f" seeds {st['seeds']}; {threads} thread(s) per run, "
-        f"{jobs} run(s) at a time"
+        f" seeds {st['seeds']}; {threads} thread(s) per run, {at_once}"
     )
 
 

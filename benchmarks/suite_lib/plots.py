@@ -11,11 +11,38 @@ def families(results, titles):
             yield fam, title, ms
 
 
+def _seeds(n):
+    return f"{n} seed{'' if n == 1 else 's'}"
+
+
+def seeds_text(methods, runs):
+    """
+    The seeds behind a family's curves, as finished so far (not as planned): the title's
+    words ("3 seeds", or "1-3 seeds per method" where the methods differ) and, only where they
+    differ, each method's legend suffix (" (2 seeds)"; methods without runs get none).
+
+    Args:
+        methods (list[dict]): the family's methods (``key``).
+        runs (dict): method key -> its runs.
+
+    Returns:
+        tuple[str, dict]: the title's words; method key -> its legend suffix.
+    """
+    n_seeds = {m["key"]: len(runs.get(m["key"], [])) for m in methods}
+    counts = sorted({n for n in n_seeds.values() if n})
+    if len(counts) <= 1:
+        return (_seeds(counts[0]) if counts else "no runs"), {}
+    legend = {k: f" ({_seeds(n)})" for k, n in n_seeds.items() if n}
+    return f"{counts[0]}-{counts[-1]} seeds per method", legend
+
+
 def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
     """
     One PNG per family, ``images_dir/<prefix><family>_ap.png``: mean AP vs iteration over the
     seeds of each method (band: ± 1 std), the baselines dashed. Methods without runs are left
-    out of their plot.
+    out of their plot. The title gives the number of seeds behind the curves; where the
+    methods of a family have different numbers of finished runs, each legend entry gives its
+    own.
 
     Returns:
         dict: family key -> path of its PNG.
@@ -29,6 +56,7 @@ def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
     paths = {}
     for fam, title, ms in families(results, titles):
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        title_seeds, legend_seeds = seeds_text(ms, results["runs"])
         for m in ms:
             runs = results["runs"].get(m["key"], [])
             if not runs:
@@ -42,7 +70,8 @@ def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
             mean = [statistics.fmean(by_iter[i]) for i in its]
             std = [statistics.stdev(by_iter[i]) if len(by_iter[i]) > 1 else 0.0 for i in its]
             style = "--" if m["baseline"] is None else "-"
-            (line,) = ax.plot(its, mean, style, marker="o", ms=3, label=m["label"])
+            label = m["label"] + legend_seeds.get(m["key"], "")
+            (line,) = ax.plot(its, mean, style, marker="o", ms=3, label=label)
             ax.fill_between(
                 its,
                 [a - b for a, b in zip(mean, std)],
@@ -50,8 +79,7 @@ def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
                 color=line.get_color(),
                 alpha=0.15,
             )
-        n = len(results["settings"]["seeds"])
-        text = f"{title}: COCO AP vs iteration ({n} seed{'s' if n > 1 else ''})"
+        text = f"{title}: COCO AP vs iteration ({title_seeds})"
         ax.set_title(text, **({"fontsize": 9} if len(text) > 64 else {}))
         ax.set_xlabel("iteration")
         ax.set_ylabel("bbox AP (%)")

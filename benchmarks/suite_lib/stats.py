@@ -11,11 +11,12 @@ from .regimes import METRICS
 
 
 def mean_std(xs):
-    """(mean, sample std) of the values that are not None; (None, None) if none; std 0 for one."""
+    """(mean, sample std) of the values that are not None; (None, None) if none; the std is None
+    for one value (a single seed has no spread to show, not a spread of 0)."""
     xs = [x for x in xs if x is not None]
     if not xs:
         return None, None
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
 def diverged(run) -> bool:
@@ -83,7 +84,7 @@ def verdict(delta):
     m, s = delta if delta else (None, None)
     if m is None:
         return "-"
-    if s == 0.0:
+    if s is None:
         return "better (1 seed)" if m > 0 else "not better (1 seed)"
     if m > s:
         return "better"

@@ -21,11 +21,13 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from .regimes import REPO
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
+OVERLAP_SLACK_S = 60
 
 
 def write_json(path, data):
@@ -54,6 +56,49 @@ def _load_runs(folder):
     return sorted(runs, key=lambda r: r["seed"])
 
 
+def concurrency(runs):
+    """
+    How the runs shared the wall clock, from each one's finish time and wall time (a run's
+    interval is [finished - wall_s, finished]): the most that trained at once, and the length
+    of the union of their intervals. Counted from the runs themselves, so that runs from
+    several suite invocations side by side (``--jobs`` is per invocation) count as they ran.
+
+    Returns:
+        dict: ``max_runs`` (int) and ``busy_s`` (float); None when no run has both times.
+    """
+    spans = [
+        (
+            datetime.fromisoformat(r["finished"]) - timedelta(seconds=r["wall_s"]),
+            datetime.fromisoformat(r["finished"]),
+        )
+        for r in runs
+        if r.get("finished") and r.get("wall_s") is not None
+    ]
+    if not spans:
+        return None
+    # The finish time is stamped (to the second) after the run's bookkeeping, when the next
+    # run of its invocation may have started: overlaps up to OVERLAP_SLACK_S do not count.
+    slack = timedelta(seconds=OVERLAP_SLACK_S)
+    ends = [(max(start, end - slack), -1) for start, end in spans]
+    # Ends sort before starts at the same instant: back-to-back runs do not overlap.
+    events = sorted([(start, 1) for start, _ in spans] + ends)
+    at_once = most = 0
+    for _, step in events:
+        at_once += step
+        most = max(most, at_once)
+    busy = 0.0
+    cur_start = cur_end = None
+    for start, end in sorted(spans):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                busy += (cur_end - cur_start).total_seconds()
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    busy += (cur_end - cur_start).total_seconds()
+    return {"max_runs": most, "busy_s": busy}
+
+
 def aggregate(regime, results_dir):
     """
     Everything the report of ``regime`` needs, from its result files alone.
@@ -62,8 +107,8 @@ def aggregate(regime, results_dir):
         dict or None: ``methods`` (the planned ones, in the regime's order), ``settings``,
         ``runs`` (method key -> its runs by seed), ``coco_tiny``, ``controls``, ``speed``,
         ``progress`` (runs done and planned), ``date`` (of the last finished run),
-        ``machines`` and ``commits`` (with their numbers of runs), ``run_time_s`` (summed);
-        None when the regime has no result file.
+        ``machines`` and ``commits`` (with their numbers of runs), ``run_time_s`` (summed),
+        ``concurrency`` (see ``concurrency``); None when the regime has no result file.
     """
     base = Path(results_dir) / regime.name
     runs = {m.key: _load_runs(base / m.run_name) for m in regime.all_methods}
@@ -126,6 +171,7 @@ def aggregate(regime, results_dir):
         },
         "date": newest.get("finished"),
         "run_time_s": sum(r.get("wall_s", 0.0) for r in everything),
+        "concurrency": concurrency(everything),
         "machines": [{"machine": json.loads(k), "runs": n} for k, n in machines.most_common()],
         "commits": [{"commit": k, "runs": n} for k, n in commits.most_common()],
     }
