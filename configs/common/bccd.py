@@ -1,7 +1,7 @@
 # BCCD with an ImageNet-pretrained EfficientNet-Lite0-FPN: the LazyConfig twins of
 # configs/Base-BCCD-RCNN.yaml and configs/Base-BCCD-RetinaNet.yaml (same values). The models are
-# those of configs/common/synthetic_pretrained.py (the synthetic configs' CPU-sized FPN, RPN
-# and ROI sizes on the pretrained backbone), with BCCD's 3 classes; the same learning rates.
+# those of configs/common/pretrained.py (the synthetic configs' CPU-sized FPN, RPN and ROI
+# sizes on the pretrained backbone), with BCCD's 3 classes; the same learning rates.
 # The dense detectors (RetinaNet, ATSS, FCOS) train twice as long: common/bccd_dense.py.
 import os
 
@@ -11,9 +11,9 @@ from detectron2.config import LazyCall as L
 from d2_sampling.data import register_voc_format
 
 from .data import coco_dataloader
-from .synthetic_pretrained import lr_multiplier, optimizer, train  # noqa: F401
-from .synthetic_pretrained import rcnn_effnetlite0 as _rcnn
-from .synthetic_pretrained import retinanet_effnetlite0 as _retinanet
+from .pretrained import lr_multiplier, optimizer, train  # noqa: F401
+from .pretrained import rcnn_effnetlite0 as _rcnn
+from .pretrained import retinanet_effnetlite0 as _retinanet
 
 # Base-BCCD-RCNN.yaml's schedule: 600 iterations, 100 of warm-up, decays at 480 and 560 (the
 # pretrained synthetic detectors train twice as long; on BCCD the R-CNN AP50 is flat by 600,
