@@ -452,16 +452,31 @@ def test_one_seed_has_no_spread():
 
 
 def test_curve_titles_count_the_seeds_that_finished():
-    """An AP-curve title gives the seeds behind its curves as finished, not as planned; where
-    the family's methods differ, each legend entry gives its own."""
+    """An AP-curve title gives the seeds behind its curves as finished (diverged runs not
+    drawn), not as planned; where the family's methods differ, each legend entry gives its
+    own."""
     seeds_text = _suite_lib().plots.seeds_text
     ms = [{"key": "a"}, {"key": "b"}, {"key": "c"}]
-    assert seeds_text(ms, {"a": [0, 1, 2], "b": [0, 1, 2]}) == ("3 seeds", {})
-    assert seeds_text(ms, {"a": [0]}) == ("1 seed", {})
+    ok, bad = {}, {"status": "diverged"}
+    assert seeds_text(ms, {"a": [ok] * 3, "b": [ok] * 3}) == ("3 seeds", {})
+    assert seeds_text(ms, {"a": [ok]}) == ("1 seed", {})
     assert seeds_text(ms, {}) == ("no runs", {})
-    assert seeds_text(ms, {"a": [0, 1, 2], "b": [0], "c": []}) == (
-        "1-3 seeds per method",
+    assert seeds_text(ms, {"a": [ok] * 3, "b": [ok], "c": []}) == (
+        "1-3 seeds",
         {"a": " (3 seeds)", "b": " (1 seed)"},
+    )
+    # Diverged runs are not drawn: they do not count, and their method's legend says so.
+    assert seeds_text(ms, {"a": [ok] * 3, "b": [ok, bad, bad], "c": [bad]}) == (
+        "1-3 seeds",
+        {
+            "a": " (3 seeds)",
+            "b": " (1 seed; 2 diverged, not drawn)",
+            "c": " (0 seeds; 1 diverged, not drawn)",
+        },
+    )
+    assert seeds_text(ms, {"a": [ok] * 3, "b": [ok, ok, bad]}) == (
+        "2-3 seeds",
+        {"a": " (3 seeds)", "b": " (2 seeds; 1 diverged, not drawn)"},
     )
 
 

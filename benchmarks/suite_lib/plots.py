@@ -2,6 +2,8 @@
 
 import statistics
 
+from .stats import diverged
+
 
 def families(results, titles):
     """(family key, title, its methods) for each family with at least one method in results."""
@@ -17,32 +19,47 @@ def _seeds(n):
 
 def seeds_text(methods, runs):
     """
-    The seeds behind a family's curves, as finished so far (not as planned): the title's
-    words ("3 seeds", or "1-3 seeds per method" where the methods differ) and, only where they
-    differ, each method's legend suffix (" (2 seeds)"; methods without runs get none).
+    The seeds behind a family's curves: the runs that trained through (a diverged run's
+    metrics are those of its last evaluation before the divergence, not of its schedule, so
+    its points are not drawn). The title's words ("3 seeds", or "1-3 seeds" where
+    the methods differ) and each method's legend suffix, only where the methods differ or it
+    has diverged runs (" (1 seed; 2 diverged, not drawn)"; methods without runs get none).
 
     Args:
         methods (list[dict]): the family's methods (``key``).
-        runs (dict): method key -> its runs.
+        runs (dict): method key -> its runs (result files' contents).
 
     Returns:
         tuple[str, dict]: the title's words; method key -> its legend suffix.
     """
-    n_seeds = {m["key"]: len(runs.get(m["key"], [])) for m in methods}
-    counts = sorted({n for n in n_seeds.values() if n})
-    if len(counts) <= 1:
-        return (_seeds(counts[0]) if counts else "no runs"), {}
-    legend = {k: f" ({_seeds(n)})" for k, n in n_seeds.items() if n}
-    return f"{counts[0]}-{counts[-1]} seeds per method", legend
+    n_ok, n_div = {}, {}
+    for m in methods:
+        rs = runs.get(m["key"], [])
+        n_div[m["key"]] = sum(1 for r in rs if diverged(r))
+        n_ok[m["key"]] = len(rs) - n_div[m["key"]]
+    counts = sorted({n for n in n_ok.values() if n})
+    title = (
+        f"{counts[0]}-{counts[-1]} seeds"
+        if len(counts) > 1
+        else (_seeds(counts[0]) if counts else "no runs")
+    )
+    legend = {}
+    for k, n in n_ok.items():
+        notes = [_seeds(n)] if len(counts) > 1 or n_div[k] else []
+        if n_div[k]:
+            notes.append(f"{n_div[k]} diverged, not drawn")
+        if notes and (n or n_div[k]):
+            legend[k] = f" ({'; '.join(notes)})"
+    return title, legend
 
 
 def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
     """
     One PNG per family, ``images_dir/<prefix><family>_ap.png``: mean AP vs iteration over the
-    seeds of each method (band: ± 1 std), the baselines dashed. Methods without runs are left
-    out of their plot. The title gives the number of seeds behind the curves; where the
-    methods of a family have different numbers of finished runs, each legend entry gives its
-    own.
+    seeds of each method that trained through (band: ± 1 std), the baselines dashed. Methods
+    without such runs are left out of their plot. The title gives the number of seeds behind
+    the curves; where the methods of a family differ, or a method has diverged runs, its legend
+    entry gives its own (``seeds_text``).
 
     Returns:
         dict: family key -> path of its PNG.
@@ -58,8 +75,10 @@ def plot_curves(results, images_dir, titles, prefix="benchmarks_"):
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
         title_seeds, legend_seeds = seeds_text(ms, results["runs"])
         for m in ms:
-            runs = results["runs"].get(m["key"], [])
+            runs = [r for r in results["runs"].get(m["key"], []) if not diverged(r)]
             if not runs:
+                if m["key"] in legend_seeds:  # every run diverged: named in the legend only
+                    ax.plot([], [], ":", label=m["label"] + legend_seeds[m["key"]])
                 continue
             by_iter = {}
             for r in runs:
