@@ -437,6 +437,19 @@ def test_concurrency_of_runs_from_their_times():
     assert store.concurrency([{"wall_s": 5.0}]) is None
 
 
+def test_divergence_is_told_from_a_crash():
+    """A nonzero exit is a divergence when the log says the loss (Detectron2's
+    FloatingPointError) or a Cascade R-CNN stage's boxes (Boxes.clip's assertion) went
+    non-finite; any other failure is a crash, and a clean exit is neither."""
+    diverged_in = _suite_lib().runner.diverged_in
+    loss = "FloatingPointError: Loss became infinite or NaN at iteration=119!"
+    boxes = "AssertionError: Box tensor contains infinite or NaN!"
+    assert diverged_in(1, f"Traceback ...\n{loss}\n")
+    assert diverged_in(1, f"Traceback ...\n{boxes}\n")
+    assert not diverged_in(1, "Traceback ...\nKeyError: 'bccd_train'\n")
+    assert not diverged_in(0, loss)
+
+
 def test_one_seed_has_no_spread():
     """A mean over one seed has no std (None, not 0.0): the tables print the value alone and
     the verdict says it is one seed; three equal values do have a std of 0."""

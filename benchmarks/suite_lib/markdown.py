@@ -188,7 +188,7 @@ def render_papers(sections, names):
         "iterations of 4 images), so only the signs compare, not the sizes. A positive Δ: "
         "the method beat its baseline, a negative one: it lost; a Δ no larger than its std "
         "over seeds is within noise (the verdicts of each regime's accuracy table). A run "
-        "that diverged (Detectron2's FloatingPointError) has no final metrics: it is left out "
+        "that diverged (its loss or boxes went non-finite) has no final metrics: it is left out "
         "of the Δ and named in its cell.",
         "",
     ]

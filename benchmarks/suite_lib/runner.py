@@ -161,11 +161,11 @@ def run_train(job, threads, log, machine, keep_checkpoints=False, on_result=None
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.time() - t0
     log_text = log_path.read_text()
-    diverged = proc.returncode != 0 and "FloatingPointError" in log_text
+    diverged = diverged_in(proc.returncode, log_text)
     if proc.returncode != 0 and not diverged:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{log_text[-4000:]}")
-    # A run that diverged (Detectron2's FloatingPointError) is a result, not a crash of the
-    # suite: it is recorded and reported as such, with no metrics.
+    # A run that diverged is a result, not a crash of the suite: it is recorded and reported
+    # as such, with no metrics.
     result = parse_metrics(job.run_dir / "metrics.json", allow_no_eval=diverged)
     if diverged:
         result["status"] = "diverged"
@@ -199,6 +199,18 @@ def run_train(job, threads, log, machine, keep_checkpoints=False, on_result=None
     if on_result is not None:
         on_result(job.result_file, job.label)
     return result
+
+
+# How a training run's divergence shows in its log: Detectron2's trainer raises
+# FloatingPointError on a non-finite loss; a Cascade R-CNN whose boxes went non-finite in one
+# stage fails before that, in the next stage's Boxes.clip assertion.
+DIVERGENCE_MARKERS = ("FloatingPointError", "Box tensor contains infinite or NaN!")
+
+
+def diverged_in(returncode, log_text):
+    """Whether a training run that exited with ``returncode`` diverged, rather than crashed:
+    a nonzero exit whose log holds one of ``DIVERGENCE_MARKERS``."""
+    return returncode != 0 and any(m in log_text for m in DIVERGENCE_MARKERS)
 
 
 def run_all(jobs, parallel, run, side=()):
