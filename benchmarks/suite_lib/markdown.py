@@ -16,6 +16,7 @@ import re
 from .errors import ERROR_TYPES
 from .papers import PUBLISHED, our_metrics
 from .plots import families, plot_curves
+from .plots import n_noun as _n
 from .regimes import METRICS, REGIMES, estimate_s, iters_in_words
 from .stats import diverged as _diverged
 from .stats import mean_std, paired_diffs, summarize, verdict
@@ -498,10 +499,6 @@ def header(results, regime):
         f"`{regime.json_name}`"
     )
     return L
-
-
-def _n(n, noun):
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _machine_line(mach):

@@ -13,8 +13,9 @@ def families(results, titles):
             yield fam, title, ms
 
 
-def _seeds(n):
-    return f"{n} seed{'' if n == 1 else 's'}"
+def n_noun(n, noun):
+    """``n`` and its noun, plural unless ``n`` is 1: "1 seed", "3 seeds"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def seeds_text(methods, runs):
@@ -41,15 +42,14 @@ def seeds_text(methods, runs):
     title = (
         f"{counts[0]}-{counts[-1]} seeds"
         if len(counts) > 1
-        else (_seeds(counts[0]) if counts else "no runs")
+        else (n_noun(counts[0], "seed") if counts else "no runs")
     )
     legend = {}
     for k, n in n_ok.items():
-        notes = [_seeds(n)] if len(counts) > 1 or n_div[k] else []
         if n_div[k]:
-            notes.append(f"{n_div[k]} diverged, not drawn")
-        if notes and (n or n_div[k]):
-            legend[k] = f" ({'; '.join(notes)})"
+            legend[k] = f" ({n_noun(n, 'seed')}; {n_div[k]} diverged, not drawn)"
+        elif n and len(counts) > 1:
+            legend[k] = f" ({n_noun(n, 'seed')})"
     return title, legend
 
 

@@ -21,8 +21,8 @@ def mean_std(xs):
 
 def diverged(run) -> bool:
     """A run that diverged (its loss or boxes went non-finite, ``runner.diverged_in``): the
-    metrics it holds are those
-    of its last evaluation before the divergence, not a result of its schedule."""
+    metrics it holds are those of its last evaluation before the divergence, not a result of
+    its schedule."""
     return run.get("status") == "diverged"
 
 
