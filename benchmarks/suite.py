@@ -501,7 +501,8 @@ def _gt_file(regime, test_ds):
 def render(out, results_dir, only=None):
     """
     Aggregate every regime's result files (written next to the report as its JSON) and write
-    the report; ``only``: these regimes' sections alone (--quick).
+    the report, and for the committed report (docs/) the README's summary table; ``only``:
+    these regimes' sections alone (--quick).
 
     Returns:
         dict: regime name -> its results (None: not run yet).
@@ -513,6 +514,10 @@ def render(out, results_dir, only=None):
         if res is not None and res.get("source") == "result files":
             log(f"wrote {out / REGIMES[n].json_name}")
     log(f"wrote {path}")
+    if only is None and out == REPO / "docs":  # the committed report: the README's summary too
+        readme = REPO / "README.md"
+        if markdown.write_summary(readme, markdown.render_summary(sections, names)):
+            log(f"wrote {readme} (its benchmark summary)")
     return sections
 
 

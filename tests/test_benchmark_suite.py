@@ -678,6 +678,108 @@ def test_a_method_whose_runs_all_diverged_has_no_numbers(tmp_path):
     assert row.split("|")[2].strip() == "diverged" and "16" not in row
 
 
+def test_readme_summary_from_result_files(tmp_path):
+    """
+    The README's summary: one row per published comparison, then Cascade R-CNN's samplers;
+    Δ AP paired by seed, bold when "better", fewer seeds and diverged runs said, "not run".
+    """
+    lib = _suite_lib()
+    regime = lib.regimes.REGIMES["bccd"]
+    results_dir, out = tmp_path / "results", tmp_path / "docs"
+    out.mkdir()
+    keys = [m.key for m in regime.methods]
+
+    def put(key, seed, ap, status=None):
+        m = regime.method(key)
+        data = _fake_result(regime, m, seed, ap, keys, [0, 1, 2])
+        if status:
+            data.update(status=status, iterations=100)
+        path = lib.store.result_file(results_dir, regime.name, "method", m.run_name, seed)
+        lib.store.write_json(path, data)
+
+    for seed, ap in enumerate([50.0, 52.0, 54.0]):
+        put("faster_rcnn", seed, ap)
+        put("iou_balanced", seed, ap + [2.0, 3.0, 4.0][seed])  # +3.0 ± 1.0: better
+        put("ohem", seed, 10.0, status="diverged")
+    put("ohem_mmdet", 0, 49.0)  # one seed: no spread
+    put("ohem_mmdet", 1, 20.0, status="diverged")
+    for seed, ap in enumerate([60.0, 61.0]):
+        put("cascade", seed, ap)
+        put("cascade_iou_balanced", seed, ap - [0.5, 1.5][seed])  # -1.0 ± 0.7: not bold
+    sections = dict.fromkeys(lib.regimes.REGIMES)
+    sections["bccd"] = lib.store.regime_results(regime, results_dir, out)
+    names = list(lib.regimes.REGIMES)
+    md = "\n".join(lib.markdown.render_summary(sections, names))
+    assert _row(md, "method vs baseline") == [
+        "method vs baseline",
+        "published",
+        "BCCD, pretrained",
+        "synthetic, pretrained",
+        "synthetic, from scratch",
+    ]
+    labels = {m.key: m.label for m in regime.all_methods}
+    rows = _table_rows(md)[1:]  # after the header
+    comparisons = lib.markdown.summary_comparisons(names)
+    assert [(m, b) for m, b, _ in comparisons] == [
+        ("ohem", "faster_rcnn"),
+        ("ohem_mmdet", "faster_rcnn"),
+        ("iou_balanced", "faster_rcnn"),
+        ("retinanet_atss", "retinanet"),
+        ("atss", "retinanet"),
+        ("fcos_atss", "fcos"),
+        ("libra_sampler_bfp", "faster_rcnn"),
+        ("libra", "faster_rcnn"),
+        ("cascade_iou_balanced", "cascade"),
+        ("cascade_ohem", "cascade"),
+    ]
+    assert len(rows) == len(comparisons)
+
+    def cells(method, baseline):
+        return _row(md, f"{labels[method]} vs {labels[baseline]}")[1:3]
+
+    assert cells("ohem", "faster_rcnn") == [
+        "+3.0 AP50 (VOC 2007 test)",
+        "diverged (3 of 3 seeds)",
+    ]
+    assert cells("ohem_mmdet", "faster_rcnn") == ["+0.2", "-1.0 (1 seed; 1 of 2 diverged)"]
+    assert cells("iou_balanced", "faster_rcnn") == ["+0.9", "**+3.0 ± 1.0**"]
+    assert cells("atss", "retinanet") == ["+2.3", "not run"]
+    assert cells("cascade_iou_balanced", "cascade") == ["not published", "-1.0 ± 0.7 (2 seeds)"]
+    assert _row(md, f"{labels['iou_balanced']} vs {labels['faster_rcnn']}")[3:] == [
+        "not run",
+        "not run",
+    ]
+
+
+def test_write_summary_replaces_what_lies_between_its_markers(tmp_path):
+    lib = _suite_lib()
+    md = lib.markdown
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{md.SUMMARY_BEGIN}\nold\n{md.SUMMARY_END}\n\nafter\n")
+    assert md.write_summary(readme, ["| a |", "", "legend"])
+    expected = f"# Title\n\n{md.SUMMARY_BEGIN}\n| a |\n\nlegend\n{md.SUMMARY_END}\n\nafter\n"
+    assert readme.read_text() == expected
+    assert not md.write_summary(readme, ["| a |", "", "legend"])  # unchanged
+    readme.write_text("# Title without the markers\n")
+    with pytest.raises(ValueError, match="README.md: expected the line .*benchmark summary"):
+        md.write_summary(readme, ["| a |"])
+
+
+def test_readme_summary_is_what_the_committed_results_say():
+    """The table in README.md is the one the result files (and the from-scratch JSON) render:
+    after new results, run `benchmarks/suite.py --render-only` and commit README.md."""
+    lib = _suite_lib()
+    md = lib.markdown
+    names = list(lib.regimes.REGIMES)
+    sections = {
+        n: lib.store.regime_results(r, lib.store.RESULTS_DIR, REPO / "docs", write=False)
+        for n, r in lib.regimes.REGIMES.items()
+    }
+    text = (REPO / "README.md").read_text()
+    committed = text.split(md.SUMMARY_BEGIN + "\n")[1].split(md.SUMMARY_END)[0]
+    assert committed == "\n".join(md.render_summary(sections, names)) + "\n"
+
+
 def _load_cfg(config, opts):
     from d2_sampling.engine.setup import load_yacs_config
 

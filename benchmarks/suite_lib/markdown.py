@@ -196,6 +196,125 @@ def render_papers(sections, names):
     return L
 
 
+# ---------------------------------------------------------------------------------------------
+# The README's summary table
+
+
+SUMMARY_BEGIN = (
+    "<!-- benchmark summary: written by benchmarks/suite.py from the result files (render it "
+    "with --render-only); do not edit by hand -->"
+)
+SUMMARY_END = "<!-- end of benchmark summary -->"
+
+
+def summary_comparisons(names):
+    """
+    (method, baseline, published entry or None) of the README's summary: the comparisons of
+    ``papers.PUBLISHED`` (of a method some regime of ``names`` has), then every other method of
+    those regimes against its baseline (Cascade R-CNN's samplers), in the regimes' order.
+    """
+    methods = [m for n in names for m in REGIMES[n].all_methods]
+    keys = {m.key for m in methods}
+    out = [(e["method"], e["baseline"], e) for e in PUBLISHED if e["method"] in keys]
+    seen = {(m, b) for m, b, _ in out}
+    for m in methods:
+        if m.baseline is not None and (m.key, m.baseline) not in seen:
+            seen.add((m.key, m.baseline))
+            out.append((m.key, m.baseline, None))
+    return out
+
+
+def _summary_published(entry):
+    """The published Δ in a word: "+0.9" (AP), or "+3.0 AP50 (VOC 2007 test)"."""
+    if entry is None:
+        return "not published"
+    if "AP" in entry["delta"]:
+        return f"{entry['delta']['AP']:+.1f}"
+    k, d = next(iter(entry["delta"].items()))
+    return f"{d:+.1f} {k} ({entry['where']})"
+
+
+def _summary_cell(results, method, baseline, planned):
+    """
+    One regime's Δ AP in the summary: mean ± std over the seeds paired with the baseline, bold
+    when the verdict is "better"; the seeds in brackets when fewer than ``planned`` and the
+    runs that diverged; "not run" without runs of both.
+    """
+    runs = (results or {}).get("runs", {})
+    rs, base = runs.get(method) or [], runs.get(baseline) or []
+    if not rs or not base:
+        return "not run"
+    notes = []
+    bad = sum(_diverged(r) for r in rs)
+    d = paired_diffs(rs, base, "AP")
+    if not d:
+        if bad:
+            return f"diverged ({bad} of {_n(len(rs), 'seed')})"
+        return "no paired seed"
+    if len(d) < planned:
+        notes.append(_n(len(d), "seed"))
+    if bad:
+        notes.append(f"{bad} of {len(rs)} diverged")
+    ms = mean_std(d)
+    cell = _pm(ms, signed=True)
+    if verdict(ms) == "better":
+        cell = f"**{cell}**"
+    return cell + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def render_summary(sections, names):
+    """
+    The README's summary table: every comparison (``summary_comparisons``) with the published
+    Δ AP and ours in each regime of ``names``; a legend after it.
+
+    Returns:
+        list[str]: Markdown lines.
+    """
+    labels = {m.key: m.label for n in names for m in REGIMES[n].all_methods}
+    L = [
+        "| method vs baseline | published | " + " | ".join(REGIMES[n].short for n in names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for method, baseline, entry in summary_comparisons(names):
+        cells = [_summary_published(entry)]
+        cells += [_summary_cell(sections.get(n), method, baseline, REGIMES[n].seeds) for n in names]
+        L.append(f"| {labels[method]} vs {labels[baseline]} | " + " | ".join(cells) + " |")
+    seeds = sorted({REGIMES[n].seeds for n in names})
+    L += [
+        "",
+        "Δ AP of each method against its baseline trained with the same seed, mean ± std over "
+        f"{' or '.join(map(str, seeds))} seeds (fewer where a cell says so); **bold**: larger "
+        'than its std (the verdict "better" of [docs/benchmarks.md](docs/benchmarks.md)); a '
+        "run that diverged has no final AP and is counted in its cell. The papers trained "
+        "ResNet-50 on COCO with its 1x schedule (the OHEM paper VGG16 on VOC): read the signs, "
+        "not the sizes.",
+    ]
+    return L
+
+
+def write_summary(readme, lines):
+    """
+    Replace the part of ``readme`` between ``SUMMARY_BEGIN`` and ``SUMMARY_END`` with
+    ``lines``. Returns whether the file changed.
+
+    Raises:
+        ValueError: ``readme`` lacks one of the markers (naming the file and the marker).
+    """
+    text = readme.read_text()
+    for marker in (SUMMARY_BEGIN, SUMMARY_END):
+        if text.count(marker) != 1:
+            raise ValueError(
+                f"{readme}: expected the line {marker!r} once, found it {text.count(marker)} times"
+            )
+    head, rest = text.split(SUMMARY_BEGIN)
+    _, tail = rest.split(SUMMARY_END)
+    new = head + SUMMARY_BEGIN + "\n" + "\n".join(lines) + "\n" + SUMMARY_END + tail
+    if new == text:
+        return False
+    readme.write_text(new)
+    return True
+
+
 def _published_delta(entry):
     out = []
     for k, d in entry["delta"].items():
